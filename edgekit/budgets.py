@@ -1,0 +1,71 @@
+"""Compare an analysis with a device's budgets: one BudgetCheck per budget (pure).
+
+Estimates per budget: flash = predicted .tflite size at the profile's preferred precision; RAM = the
+predicted TFLite Micro arena (tflm profiles) or the planned activation arena plus the runtime's fixed
+overhead (litert); latency and energy from `edgekit.latency`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgekit.analysis import Analysis
+from edgekit.latency import estimate_latency
+from edgekit.units import format_bytes
+
+BUDGET_KEYS = ("flash_bytes", "ram_bytes", "latency_ms", "energy_mj")
+BUDGET_LABELS = {"flash_bytes": "flash", "ram_bytes": "RAM", "latency_ms": "latency", "energy_mj": "energy"}
+
+
+def format_budget(key: str, value: float | None) -> str:
+    """A budget value for people: bytes as KiB/MiB, ms, mJ."""
+    if value is None:
+        return "-"
+    if key.endswith("_bytes"):
+        return format_bytes(int(value))
+    if key == "latency_ms":
+        return f"{value:.3g} ms"
+    return f"{value:.3g} mJ"
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    budget: str            # one of BUDGET_KEYS
+    estimate: float
+    limit: float | None    # None: the budget is not set
+    basis: str             # how the estimate was made
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.limit is None else self.estimate <= self.limit
+
+    @property
+    def headroom(self) -> float | None:
+        """Share of the limit left (negative when over)."""
+        return None if not self.limit else 1.0 - self.estimate / self.limit
+
+
+def predicted_costs(analysis: Analysis, profile, precision: str | None = None) -> dict[str, tuple[float, str]]:
+    """budget key -> (estimate, basis) at `precision` (default: the profile's preferred one)."""
+    precision = precision or profile.precision_preferred
+    flash = analysis.tflite_bytes[precision].flash_bytes
+    if profile.runtime == "tflm":
+        ram = analysis.tflm_arena.arena_bytes + profile.cost_model.runtime_overhead_ram_bytes
+        ram_basis = "predicted TFLM arena (planned activations + persistent tail) + runtime overhead"
+    else:
+        act = analysis.peak_activation_bytes["int8" if precision == "int8" else "float32"]
+        ram = act + profile.cost_model.runtime_overhead_ram_bytes
+        ram_basis = "planned activation arena + runtime overhead"
+    lat = estimate_latency(analysis.graph, analysis.cost, profile.cost_model, profile.power, precision)
+    return {
+        "flash_bytes": (flash, f"predicted {precision} .tflite size"),
+        "ram_bytes": (ram, ram_basis),
+        "latency_ms": (lat.latency_ms, f"cost model ({profile.name}, {precision})"),
+        "energy_mj": (lat.energy_mj, "latency x active power"),
+    }
+
+
+def check_budgets(analysis: Analysis, profile, budgets, precision: str | None = None) -> list[BudgetCheck]:
+    costs = predicted_costs(analysis, profile, precision)
+    limits = budgets.as_dict()
+    return [BudgetCheck(k, costs[k][0], limits.get(k), costs[k][1]) for k in BUDGET_KEYS]

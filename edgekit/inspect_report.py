@@ -1,0 +1,85 @@
+"""Render an InspectResult: a JSON object for pipelines, rich tables for people."""
+
+from __future__ import annotations
+
+from edgekit.api import InspectResult
+from edgekit.budgets import BUDGET_LABELS, format_budget
+from edgekit.units import format_bytes
+
+
+def inspect_json(result: InspectResult) -> dict:
+    a = result.analysis
+    precision = result.profile.precision_preferred if result.profile is not None else "int8"
+    act_precision = "int8" if precision == "int8" else "float32"
+    out = {
+        "model": result.model_path,
+        "format": result.model_format,
+        "params": a.params,
+        "macs": a.macs,
+        "ops": a.cost.ops,
+        "precision": precision,
+        "peak_activation_bytes": a.peak_activation_bytes[act_precision],
+        "peak_activation_bytes_by_precision": a.peak_activation_bytes,
+        "weight_bytes": vars(a.cost.weight_bytes),
+        "tflite_bytes_estimate": {p: e.flash_bytes for p, e in a.tflite_bytes.items()},
+        "tflm_arena_estimate_bytes": a.tflm_arena.arena_bytes,
+        "tflite_ops_source": a.ops_source,
+        "unsupported_ops": {rt: [{"layer": u.layer, "op": u.op} for u in ops] for rt, ops in a.unsupported.items()},
+        "layers": [{
+            "name": c.name, "op": c.op, "output_shape": list(c.output_shape), "params": c.params, "macs": c.macs,
+            "ops": c.ops, "weight_bytes": vars(c.weight_bytes), "activation_bytes": c.activation_bytes_float32,
+            "activation_bytes_int8": c.activation_bytes_int8, "tflite_ops": list(a.layer_ops.get(c.name, ())),
+        } for c in a.cost.layers],
+    }
+    if result.profile is not None:
+        out["device"] = result.profile.name
+        out["runtime"] = result.profile.runtime
+        out["budgets"] = {c.budget: {"estimate": c.estimate, "limit": c.limit, "fits": c.fits, "basis": c.basis}
+                          for c in result.checks}
+        out["predicted"] = {c.budget: c.estimate for c in result.checks}
+        out["fits"] = result.fits
+    return out
+
+
+def print_inspect(result: InspectResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    a = result.analysis
+    console = Console()
+    table = Table(title=f"{result.model_path or a.graph.name}: per layer", show_lines=False)
+    for col in ("layer", "op", "output shape", "params", "MACs", "weights f32", "weights int8", "activations",
+                "TFLite ops"):
+        table.add_column(col, justify="left" if col in ("layer", "op", "output shape", "TFLite ops") else "right")
+    for c in a.cost.layers:
+        table.add_row(c.name, c.op, "x".join(map(str, c.output_shape)) or "-", f"{c.params:,}", f"{c.macs:,}",
+                      f"{c.weight_bytes.float32:,}", f"{c.weight_bytes.int8:,}", f"{c.activation_bytes_float32:,}",
+                      " ".join(a.layer_ops.get(c.name, ())) or "(folded)")
+    table.add_section()
+    w = a.cost.weight_bytes
+    table.add_row("total", "", "", f"{a.params:,}", f"{a.macs:,}", f"{w.float32:,}", f"{w.int8:,}", "", "")
+    console.print(table)
+    console.print(
+        f"params {a.params:,}   MACs {a.macs:,}   other ops {a.cost.ops:,}\n"
+        f"peak activation memory: {format_bytes(a.peak_activation_bytes['int8'])} int8, "
+        f"{format_bytes(a.peak_activation_bytes['float32'])} float32 (greedy plan over the predicted TFLite ops)\n"
+        f"predicted .tflite size: " + ", ".join(f"{p} {format_bytes(e.flash_bytes)}" for p, e in a.tflite_bytes.items())
+        + f"\npredicted TFLite Micro arena (int8): {format_bytes(a.tflm_arena.arena_bytes)}")
+    for runtime, ops in a.unsupported.items():
+        if ops:
+            listed = ", ".join(f"{u.op} ({u.layer})" for u in ops)
+            console.print(f"[yellow]{runtime}: no kernel for {listed}[/yellow]")
+    if result.profile is None:
+        return
+    p = result.profile
+    budget_table = Table(title=f"Budgets on {p.name} ({p.kind}, {p.runtime}, {p.precision_preferred})")
+    for col in ("budget", "estimate", "limit", "fits", "basis"):
+        budget_table.add_column(col, justify="right" if col in ("estimate", "limit") else "left")
+    for c in result.checks:
+        verdict = {True: "[green]yes[/green]", False: "[red]NO[/red]", None: "-"}[c.fits]
+        budget_table.add_row(BUDGET_LABELS[c.budget], format_budget(c.budget, c.estimate),
+                             format_budget(c.budget, c.limit), verdict, c.basis)
+    console.print(budget_table)
+    if result.fits is False:
+        over = [BUDGET_LABELS[c.budget] for c in result.checks if c.fits is False]
+        console.print(f"[red]does not fit {p.name}: over the {', '.join(over)} budget[/red] (exit code 3)")
