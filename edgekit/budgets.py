@@ -51,11 +51,11 @@ def predicted_costs(analysis: Analysis, profile, precision: str | None = None) -
     flash = analysis.tflite_bytes[precision].flash_bytes
     if profile.runtime == "tflm":
         ram = analysis.tflm_arena.arena_bytes + profile.cost_model.runtime_overhead_ram_bytes
-        ram_basis = "predicted TFLM arena (planned activations + persistent tail) + runtime overhead"
+        ram_basis = "predicted TFLM arena + runtime overhead"
     else:
         act = analysis.peak_activation_bytes["int8" if precision == "int8" else "float32"]
         ram = act + profile.cost_model.runtime_overhead_ram_bytes
-        ram_basis = "planned activation arena + runtime overhead"
+        ram_basis = "planned activations + runtime overhead"
     lat = estimate_latency(analysis.graph, analysis.cost, profile.cost_model, profile.power, precision)
     return {
         "flash_bytes": (flash, f"predicted {precision} .tflite size"),

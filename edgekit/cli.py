@@ -64,7 +64,6 @@ def devices(as_json: bool) -> None:
             "flash_bytes": p.flash_bytes, "precision_preferred": p.precision_preferred,
             "budgets": p.budgets.as_dict(), "path": str(p.path)} for p in profiles], indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
     from edgekit.units import format_bytes
@@ -77,7 +76,9 @@ def devices(as_json: bool) -> None:
         b = p.budgets.as_dict()
         table.add_row(p.name, p.kind, p.runtime, format_bytes(p.ram_bytes), format_bytes(p.flash_bytes),
                       p.precision_preferred, *(format_budget(k, b[k]) for k in BUDGET_LABELS))
-    Console().print(table)
+    from edgekit.inspect_report import make_console
+
+    make_console().print(table)
 
 
 @main.command()

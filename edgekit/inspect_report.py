@@ -41,20 +41,28 @@ def inspect_json(result: InspectResult) -> dict:
     return out
 
 
-def print_inspect(result: InspectResult) -> None:
+def make_console():
+    """A rich console; wide when output goes to a file or pipe, so tables are not wrapped at 80 columns."""
+    import sys
+
     from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def print_inspect(result: InspectResult) -> None:
     from rich.table import Table
 
     a = result.analysis
-    console = Console()
+    console = make_console()
     table = Table(title=f"{result.model_path or a.graph.name}: per layer", show_lines=False)
-    for col in ("layer", "op", "output shape", "params", "MACs", "weights f32", "weights int8", "activations",
-                "TFLite ops"):
-        table.add_column(col, justify="left" if col in ("layer", "op", "output shape", "TFLite ops") else "right")
+    for col in ("layer", "op", "output", "params", "MACs", "w f32 B", "w int8 B", "act f32 B", "TFLite ops"):
+        left = col in ("layer", "op", "output", "TFLite ops")
+        table.add_column(col, justify="left" if left else "right", no_wrap=col != "TFLite ops")
     for c in a.cost.layers:
         table.add_row(c.name, c.op, "x".join(map(str, c.output_shape)) or "-", f"{c.params:,}", f"{c.macs:,}",
                       f"{c.weight_bytes.float32:,}", f"{c.weight_bytes.int8:,}", f"{c.activation_bytes_float32:,}",
-                      " ".join(a.layer_ops.get(c.name, ())) or "(folded)")
+                      "+".join(a.layer_ops.get(c.name, ())) or "(folded/fused)")
     table.add_section()
     w = a.cost.weight_bytes
     table.add_row("total", "", "", f"{a.params:,}", f"{a.macs:,}", f"{w.float32:,}", f"{w.int8:,}", "", "")
