@@ -1,0 +1,1 @@
+"""Export: turn a (fitted) Keras model into deployable artefacts (TFLite flatbuffers, MCU sources)."""

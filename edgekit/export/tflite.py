@@ -1,0 +1,213 @@
+"""Convert a tf_keras model to TFLite at a chosen precision, list its ops, and check it against Keras.
+
+    >>> result = convert(model, "int8", representative_data=x_train)      # doctest: +SKIP
+    >>> tflite_op_list(result.tflite_bytes)                               # doctest: +SKIP
+    ['QUANTIZE', 'EXPAND_DIMS', 'CONV_2D', ..., 'FULLY_CONNECTED', 'DEQUANTIZE']
+    >>> check_agreement(model, result.tflite_bytes, x_test).top1_agreement  # doctest: +SKIP
+    0.996
+
+Precisions:
+    float32       no optimisation
+    float16       weights stored as float16, dequantised to float32 at load (compute stays float32)
+    dynamic_int8  weights int8, activations float, quantised on the fly (no calibration data)
+    int8          weights and activations int8, calibrated on representative data; builtin int8
+                  kernels only, so the model runs on TFLite Micro. With int8_io the input and output
+                  tensors are int8 too (otherwise float32 with QUANTIZE / DEQUANTIZE at the ends).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekit.errors import BadInputError, UnsupportedModelError
+
+PRECISIONS = ("float32", "float16", "dynamic_int8", "int8")
+CALIBRATION_SAMPLES = 200  # the TFLite guide's 100-500; more adds converter time, not accuracy here
+SYNTHETIC_CALIBRATION_WARNING = (
+    "int8 calibrated on synthetic standard-normal inputs, not real data: activation ranges are guesses "
+    "and accuracy is unverified; pass representative_data (a few hundred training samples)"
+)
+# The converter says this for every int8-io conversion; it is not about the user's model.
+_BENIGN_CONVERTER_WARNINGS = ("Statistics for quantized inputs were expected",)
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """A converted model: flatbuffer bytes, how it was quantised, and what the user should know.
+
+    calibrated_on is "data" or "synthetic" for int8, None for the others; warnings is a tuple of
+    one-line messages (edgekit's own and the converter's).
+    """
+
+    tflite_bytes: bytes
+    precision: str
+    calibrated_on: str | None
+    int8_io: bool = False
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.tflite_bytes)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How closely a converted model's outputs follow the reference (Keras) outputs on n_samples."""
+
+    n_samples: int
+    max_abs_error: float
+    mean_abs_error: float
+    top1_agreement: float  # fraction of samples whose argmax matches
+    reference_max_abs: float  # largest |reference output|: scale for reading the errors
+
+
+def convert(model, precision: str, representative_data: np.ndarray | None = None,
+            int8_io: bool = False, calibration_samples: int = CALIBRATION_SAMPLES,
+            seed: int = 0) -> ConversionResult:
+    """Convert a tf_keras model to TFLite flatbuffer bytes at `precision` (one of PRECISIONS).
+
+    representative_data: float samples shaped (N, *model input) used to calibrate "int8" (up to
+    `calibration_samples` of them, picked with `seed`); without it, synthetic inputs are used and
+    the result carries a warning. int8_io=True (int8 only) makes the input and output tensors int8.
+    The model is not modified.
+    """
+    if precision not in PRECISIONS:
+        raise BadInputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if int8_io and precision != "int8":
+        raise BadInputError(f"int8_io needs precision 'int8', not {precision!r}")
+    input_shape = _single_input_shape(model)
+    from edgekit._tf import _stderr_silenced, tensorflow
+
+    tf = tensorflow()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    notes: list[str] = []
+    calibrated_on = None
+    if precision != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if precision == "int8":
+        samples, calibrated_on = _calibration_samples(
+            representative_data, input_shape, calibration_samples, seed
+        )
+        if calibrated_on == "synthetic":
+            notes.append(SYNTHETIC_CALIBRATION_WARNING)
+        converter.representative_dataset = lambda: _one_at_a_time(samples)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+
+    with warnings.catch_warnings(record=True) as caught, _stderr_silenced():
+        warnings.simplefilter("always")
+        try:
+            tflite_bytes = converter.convert()
+        except Exception as exc:  # ConverterError and friends: the first line names the op at fault
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UnsupportedModelError(
+                f"TFLite conversion of {model.name!r} to {precision} failed: {first}"
+            ) from exc
+    for w in caught:
+        message = str(w.message).strip().splitlines()[0]
+        if not any(benign in message for benign in _BENIGN_CONVERTER_WARNINGS):
+            notes.append(f"converter: {message}")
+    return ConversionResult(bytes(tflite_bytes), precision, calibrated_on, int8_io, tuple(notes))
+
+
+def _single_input_shape(model) -> tuple[int, ...]:
+    shapes = model.input_shape
+    if isinstance(shapes, list):
+        if len(shapes) != 1:
+            raise UnsupportedModelError(f"model {model.name!r} has {len(shapes)} inputs; edgekit converts "
+                                        "single-input models")
+        shapes = shapes[0]
+    if any(d is None for d in shapes[1:]):
+        raise UnsupportedModelError(f"model {model.name!r} input shape {shapes} has unknown dimensions past "
+                                    "the batch; rebuild it with a fixed input shape")
+    return tuple(int(d) for d in shapes[1:])
+
+
+def _calibration_samples(data: np.ndarray | None, input_shape: tuple[int, ...], limit: int,
+                         seed: int) -> tuple[np.ndarray, str]:
+    rng = np.random.default_rng(seed)
+    if data is None:
+        return rng.standard_normal((min(limit, 100), *input_shape)).astype(np.float32), "synthetic"
+    data = np.asarray(data, dtype=np.float32)
+    if tuple(data.shape[1:]) != input_shape or len(data) == 0:
+        raise BadInputError(f"representative_data shaped {data.shape} does not match the model input "
+                            f"(N, {', '.join(map(str, input_shape))}); pass samples batch first")
+    if len(data) > limit:
+        data = data[np.sort(rng.choice(len(data), size=limit, replace=False))]
+    return data, "data"
+
+
+def _one_at_a_time(samples: np.ndarray) -> Iterator[list[np.ndarray]]:
+    for sample in samples:
+        yield [sample[None]]
+
+
+def tflite_op_list(tflite_bytes: bytes) -> list[str]:
+    """Builtin op names of a TFLite model in execution order (no interpreter, no TensorFlow).
+
+    The main subgraph's operators come first, in the order the interpreter runs them, then those
+    of any further subgraphs (control-flow bodies), each in order. Custom ops appear as
+    "CUSTOM:<custom code>" (e.g. "CUSTOM:FlexCumprod" for a Select TF op).
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = bytearray(tflite_bytes)
+    if len(data) < 8 or not schema.Model.ModelBufferHasIdentifier(data, 0):
+        raise BadInputError(f"not a TFLite flatbuffer ({len(data)} bytes, no 'TFL3' identifier)")
+    model = schema.Model.GetRootAs(data, 0)
+    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    ops: list[str] = []
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for i in range(subgraph.OperatorsLength()):
+            opcode = model.OperatorCodes(subgraph.Operators(i).OpcodeIndex())
+            # Codes above 127 live in BuiltinCode; DeprecatedBuiltinCode caps at 127 (PLACEHOLDER_FOR_...).
+            code = max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode())
+            if code == schema.BuiltinOperator.CUSTOM:
+                custom = opcode.CustomCode()
+                ops.append(f"CUSTOM:{custom.decode('utf-8', 'replace') if custom else '?'}")
+            else:
+                ops.append(names.get(code, f"BUILTIN_{code}"))
+    return ops
+
+
+def agreement(reference: np.ndarray, outputs: np.ndarray) -> Agreement:
+    """Compare outputs with reference outputs (same shape, batch first): errors and top-1 match."""
+    reference = np.asarray(reference, dtype=np.float32)
+    outputs = np.asarray(outputs, dtype=np.float32)
+    if reference.shape != outputs.shape:
+        raise BadInputError(
+            f"outputs shaped {outputs.shape} cannot be compared with reference {reference.shape}"
+        )
+    if len(reference) == 0:
+        raise BadInputError("no samples to compare outputs on")
+    diff = np.abs(reference - outputs)
+    ref2, out2 = reference.reshape(len(reference), -1), outputs.reshape(len(outputs), -1)
+    return Agreement(
+        n_samples=len(reference),
+        max_abs_error=float(diff.max()),
+        mean_abs_error=float(diff.mean()),
+        top1_agreement=float(np.mean(ref2.argmax(axis=1) == out2.argmax(axis=1))),
+        reference_max_abs=float(np.abs(reference).max()),
+    )
+
+
+def check_agreement(keras_model, tflite_bytes: bytes, x: np.ndarray, batch_size: int = 256) -> Agreement:
+    """Run x through the Keras model and the TFLite model (LiteRT) and compare their outputs.
+
+    int8 input / output tensors are quantised / dequantised with their own scale and zero point,
+    so errors are in the model's float output units (logits for edgekit's example teacher).
+    """
+    from edgekit.runners.litert import predict
+
+    x = np.asarray(x, dtype=np.float32)
+    reference = keras_model.predict(x, batch_size=batch_size, verbose=0)
+    return agreement(reference, predict(tflite_bytes, x, batch_size=batch_size))

@@ -1,0 +1,8 @@
+"""Runners: measure a TFLite model on one runtime (LiteRT, TFLite Micro, ...); see `base.Runner`.
+
+Submodules import their runtime lazily enough that importing this package stays light.
+"""
+
+from edgekit.runners.base import Measurement, Runner
+
+__all__ = ["Measurement", "Runner"]

@@ -1,0 +1,173 @@
+"""What every runner returns (`Measurement`), the `Runner` protocol, and small shared helpers.
+
+A runner takes TFLite flatbuffer bytes (and optionally input samples) and measures what it costs
+to run them on one runtime: init time, latency percentiles, memory, and the outputs on the samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+from edgekit.errors import BadInputError
+
+if TYPE_CHECKING:
+    from edgekit.export.tflite import Agreement
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: holds numpy arrays
+class Measurement:
+    """One runner's figures for one model.
+
+    latency_ms_* are percentiles over `runs` timed invokes (None when the runner does not time);
+    init_ms covers interpreter creation and tensor allocation; arena_bytes is the tensor arena a
+    runtime with a fixed arena needs (None for LiteRT, which allocates as it likes);
+    peak_rss_growth_bytes is the largest growth of this process's resident memory seen while
+    the interpreter was created and run (None where /proc is unavailable). `outputs` are the
+    model's float (dequantised) outputs on the data passed to `run`, batch first.
+    """
+
+    runner: str
+    model_size_bytes: int
+    init_ms: float
+    latency_ms_p50: float | None
+    latency_ms_p90: float | None
+    latency_ms_p99: float | None
+    runs: int
+    threads: int | None = None
+    arena_bytes: int | None = None
+    peak_rss_growth_bytes: int | None = None
+    outputs: np.ndarray | None = None
+    agreement: Agreement | None = None  # filled by a caller that has reference outputs
+    notes: tuple[str, ...] = field(default=())
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """Anything that can measure a TFLite model: `run(model_bytes, data) -> Measurement`."""
+
+    name: str
+
+    def run(self, model_bytes: bytes, data: np.ndarray | None = None) -> Measurement: ...
+
+
+def latency_percentiles_ms(samples_ms: Sequence[float]) -> tuple[float, float, float]:
+    """p50, p90, p99 of latency samples in ms (linear interpolation, so always ordered)."""
+    if len(samples_ms) == 0:
+        raise ValueError("latency_percentiles_ms: no samples")
+    p50, p90, p99 = np.percentile(np.asarray(samples_ms, dtype=np.float64), [50, 90, 99])
+    return float(p50), float(p90), float(p99)
+
+
+def current_rss_bytes() -> int | None:
+    """Resident memory of this process now (Linux /proc), or None where unavailable."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class RssWatch:
+    """Track the largest resident-memory growth over a baseline at the moments `sample()` is called."""
+
+    def __init__(self) -> None:
+        self._baseline = current_rss_bytes()
+        self._peak = self._baseline
+
+    def sample(self) -> None:
+        now = current_rss_bytes()
+        if now is not None and self._peak is not None:
+            self._peak = max(self._peak, now)
+
+    @property
+    def growth_bytes(self) -> int | None:
+        if self._baseline is None or self._peak is None:
+            return None
+        return self._peak - self._baseline
+
+
+class CapturedText:
+    """Holds what was written to file descriptor 2 inside `captured_stderr()`, after it exits."""
+
+    text: str = ""
+
+
+@contextlib.contextmanager
+def captured_stderr() -> Iterator[CapturedText]:
+    """Capture file descriptor 2 (C-level stderr, e.g. TFLM's MicroPrintf) into a string.
+
+        with captured_stderr() as captured:
+            interpreter.print_allocations()
+        print(captured.text)
+    """
+    captured = CapturedText()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.text = sink.read().decode("utf-8", errors="replace")
+
+
+def quantize(x: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    """Float samples to an integer tensor type (int8/uint8/int16) with TFLite's affine scheme."""
+    info = np.iinfo(dtype)
+    scaled = np.asarray(x, dtype=np.float32) / np.float32(scale)
+    # Round half away from zero like TFLite's QUANTIZE kernel (std::round), not numpy's half-to-even.
+    q = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """An integer tensor back to float32: (q - zero_point) * scale."""
+    return ((q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
+
+
+def to_input_tensor(x: np.ndarray, dtype, quantization: tuple[float, int] | None) -> np.ndarray:
+    """Float samples -> an input tensor of `dtype`, quantised when (scale, zero_point) is given."""
+    if quantization is None:
+        return np.asarray(x, dtype=dtype)
+    return quantize(x, np.dtype(dtype), *quantization)
+
+
+def from_output_tensor(y: np.ndarray, quantization: tuple[float, int] | None) -> np.ndarray:
+    """An output tensor -> float32, dequantised when (scale, zero_point) is given."""
+    return np.asarray(y, dtype=np.float32) if quantization is None else dequantize(y, *quantization)
+
+
+def as_batch(x: np.ndarray, model_input_shape) -> np.ndarray:
+    """Float32 samples, batch first, checked against the model's input shape (batch axis included).
+
+    A single sample without its batch axis gets one.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    expected = tuple(int(d) for d in model_input_shape[1:])
+    if tuple(x.shape) == expected:
+        x = x[None]
+    if tuple(x.shape[1:]) != expected:
+        raise BadInputError(
+            f"input samples shaped {tuple(x.shape)} do not match the model input {tuple(model_input_shape)} "
+            f"(batch first); reshape the data to (N, {', '.join(map(str, expected))})"
+        )
+    return x
+
+
+def pad_batch(chunk: np.ndarray, batch: int) -> np.ndarray:
+    """Zero-pad a last, short chunk of samples up to the interpreter's fixed batch size."""
+    if len(chunk) == batch:
+        return chunk
+    return np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])

@@ -1,0 +1,171 @@
+"""Run TFLite models on LiteRT (`ai_edge_litert`), the runtime phones and Linux boards use.
+
+    >>> runner = LiteRTRunner(threads=1)
+    >>> m = runner.run(tflite_bytes, data=x_test[:100])       # doctest: +SKIP
+    >>> m.latency_ms_p50, m.outputs.shape                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+
+import numpy as np
+
+from edgekit.errors import BadInputError, UnsupportedModelError
+from edgekit.runners.base import (
+    Measurement,
+    RssWatch,
+    as_batch,
+    captured_stderr,
+    from_output_tensor,
+    latency_percentiles_ms,
+    pad_batch,
+    to_input_tensor,
+)
+
+PREDICT_BATCH = 256
+
+
+def _interpreter(model_bytes: bytes, threads: int, allocate: bool = True):
+    """A LiteRT interpreter (tensors allocated unless told otherwise); load errors name the cause."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        with _quiet_stderr():
+            interpreter = Interpreter(model_content=bytes(model_bytes), num_threads=threads)
+            if allocate:
+                interpreter.allocate_tensors()
+        return interpreter
+    except (ValueError, RuntimeError) as exc:
+        raise BadInputError(f"LiteRT could not load the model ({len(model_bytes)} bytes): {exc}") from exc
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Drop LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line; pass anything else through."""
+    log = None
+    try:
+        with captured_stderr() as log:
+            yield
+    finally:
+        text = log.text if log is not None else ""
+        rest = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("INFO: "))
+        if rest:
+            sys.stderr.write(rest)
+
+
+def _allocate(interpreter) -> None:
+    with _quiet_stderr():
+        interpreter.allocate_tensors()
+
+
+def _single_io(interpreter) -> tuple[dict, dict]:
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise UnsupportedModelError(
+            f"edgekit runners handle one input and one output; this model has {len(inputs)} inputs "
+            f"and {len(outputs)} outputs"
+        )
+    return inputs[0], outputs[0]
+
+
+def _quantization(detail: dict) -> tuple[float, int] | None:
+    scale, zero_point = detail["quantization"]
+    return (scale, zero_point) if scale and np.issubdtype(np.dtype(detail["dtype"]), np.integer) else None
+
+
+def predict(
+    model_bytes: bytes, x: np.ndarray, threads: int = 1, batch_size: int = PREDICT_BATCH
+) -> np.ndarray:
+    """Float outputs of a TFLite model on float samples x (N, *input_shape), any io precision.
+
+    Integer (int8) inputs and outputs are quantised / dequantised with the tensors' own scale and
+    zero point. Models converted with a dynamic batch dimension run `batch_size` samples per invoke
+    (the last batch zero-padded); others run one sample per invoke.
+    """
+    interpreter = _interpreter(model_bytes, threads, allocate=False)
+    in_detail, out_detail = _single_io(interpreter)
+    x = as_batch(x, in_detail["shape"])
+    batch = _try_resize_batch(interpreter, in_detail, min(batch_size, len(x)))
+    in_detail, out_detail = _single_io(interpreter)  # indices stable, shapes / quant re-read after resize
+    outputs = []
+    for start in range(0, len(x), batch):
+        chunk = x[start:start + batch]
+        tensor = to_input_tensor(pad_batch(chunk, batch), in_detail["dtype"], _quantization(in_detail))
+        interpreter.set_tensor(in_detail["index"], tensor)
+        interpreter.invoke()
+        y = interpreter.get_tensor(out_detail["index"])
+        outputs.append(from_output_tensor(y, _quantization(out_detail))[: len(chunk)])
+    return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+
+
+def _try_resize_batch(interpreter, in_detail: dict, batch: int) -> int:
+    """Resize the batch dimension to `batch` if the model allows it, allocate; returns the batch in use."""
+    index, shape = in_detail["index"], [int(d) for d in in_detail["shape"]]
+    signature = in_detail.get("shape_signature", shape)
+    if batch > 1 and len(shape) > 0 and signature[0] == -1:
+        try:
+            interpreter.resize_tensor_input(index, [batch, *shape[1:]])
+            _allocate(interpreter)
+            return batch
+        except (RuntimeError, ValueError):  # some ops cannot take a new batch size: back to the converted one
+            interpreter.resize_tensor_input(index, shape)
+    _allocate(interpreter)
+    return shape[0] if shape else 1
+
+
+class LiteRTRunner:
+    """Measure a model on LiteRT in this process: init time, latency percentiles, RSS growth, outputs.
+
+    Latency is the wall time of single invokes on one sample (the first sample of `data`, or zeros),
+    after `warmup` untimed invokes; LiteRT's default XNNPACK delegate is used, as on a device.
+    """
+
+    name = "litert"
+
+    def __init__(self, threads: int = 1, warmup: int = 3, runs: int = 50) -> None:
+        if threads < 1 or warmup < 0 or runs < 1:
+            raise ValueError(f"LiteRTRunner: threads={threads} >= 1, warmup={warmup} >= 0, runs={runs} >= 1")
+        self.threads, self.warmup, self.runs = threads, warmup, runs
+
+    def run(self, model_bytes: bytes, data: np.ndarray | None = None) -> Measurement:
+        rss = RssWatch()
+        start = time.perf_counter()
+        interpreter = _interpreter(model_bytes, self.threads)
+        init_ms = (time.perf_counter() - start) * 1e3
+        rss.sample()
+
+        in_detail, _ = _single_io(interpreter)
+        if data is not None:
+            data = as_batch(data, in_detail["shape"])
+        sample = data[:1] if data is not None and len(data) else np.zeros(in_detail["shape"], np.float32)
+        tensor = to_input_tensor(sample, in_detail["dtype"], _quantization(in_detail))
+        interpreter.set_tensor(in_detail["index"], tensor)
+        for _ in range(self.warmup):
+            interpreter.invoke()
+        samples_ms = []
+        for _ in range(self.runs):
+            t0 = time.perf_counter_ns()
+            interpreter.invoke()
+            samples_ms.append((time.perf_counter_ns() - t0) / 1e6)
+        rss.sample()
+        p50, p90, p99 = latency_percentiles_ms(samples_ms)
+
+        outputs = predict(model_bytes, data, threads=self.threads) if data is not None else None
+        rss.sample()
+        return Measurement(
+            runner=self.name,
+            model_size_bytes=len(model_bytes),
+            init_ms=init_ms,
+            latency_ms_p50=p50,
+            latency_ms_p90=p90,
+            latency_ms_p99=p99,
+            runs=self.runs,
+            threads=self.threads,
+            arena_bytes=None,
+            peak_rss_growth_bytes=rss.growth_bytes,
+            outputs=outputs,
+            notes=("latency measured on this host's CPU, batch 1, XNNPACK delegate",),
+        )

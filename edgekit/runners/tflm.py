@@ -1,0 +1,439 @@
+"""Run TFLite models on TensorFlow Lite Micro (the `tflite_micro` Python interpreter) and size its arena.
+
+    >>> arena = measure_arena(int8_bytes)                       # doctest: +SKIP
+    >>> arena.arena_bytes, arena.recorded_total_bytes           # doctest: +SKIP
+
+What the TFLM Python interpreter does on failure (tflite-micro 0.dev20261023, checked by hand):
+an arena too small for the interpreter's own bookkeeping (a few hundred bytes) segfaults the
+process; any larger shortfall, a missing kernel or a kernel that cannot prepare raises
+`RuntimeError('TFLM failed to allocate tensors')` from the constructor, with the reason printed to
+C-level stderr ("Didn't find op for builtin opcode 'TOPK_V2'", "Node DEQUANTIZE (number 0) failed
+to prepare", "Failed to allocate tail memory. Requested: ..."). So `measure_arena` probes arena
+sizes in a child process (this module run as `--probe-worker`), and every constructor call here
+captures file descriptor 2 to turn that text into an error naming the op.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.errors import BadInputError, UnsupportedModelError
+from edgekit.runners.base import (
+    Measurement,
+    RssWatch,
+    as_batch,
+    captured_stderr,
+    from_output_tensor,
+    latency_percentiles_ms,
+    pad_batch,
+    to_input_tensor,
+)
+
+FIRST_PROBE_ARENA_BYTES = 1 << 20
+MAX_ARENA_BYTES = 1 << 28
+DEFAULT_PREDICT_ARENA_BYTES = 4 << 20
+# The allocator rounds the arena start up to 16 bytes: a buffer that is not 16-byte aligned loses up to 15.
+ARENA_ALIGNMENT_BYTES = 16
+PROBE_TIMEOUT_S = 120.0
+
+_HOST_NOTE = (
+    "arena measured with TFLM's recording allocator on a 64-bit host; a 32-bit MCU build needs "
+    "slightly less for the same model (smaller structs), activations and scratch are identical"
+)
+
+
+@dataclass(frozen=True)
+class ArenaSection:
+    """One line of the recording allocator's report, e.g. 'Persistent buffer data'."""
+
+    name: str
+    used_bytes: int  # with alignment overhead
+    requested_bytes: int
+    allocations: int
+
+
+@dataclass(frozen=True)
+class ArenaMeasurement:
+    """How much tensor arena a model needs on TFLM.
+
+    arena_bytes: the smallest arena_size with which the interpreter allocates and invokes, found by
+        bisection in a child process; exact to the byte for a 16-byte-aligned arena buffer (what
+        malloc and `alignas(16)` give). Add up to ARENA_ALIGNMENT_BYTES - 1 for an unaligned buffer.
+    recorded_*: the recording allocator's own report (print_allocations) after an invoke.
+    bisected_minus_recorded_bytes: arena_bytes - recorded_total_bytes, never negative: the recording
+        is a lower bound. It is 0 when the planned activations (head) are larger than the scratch
+        used while the model is prepared (the MNIST-1D teacher); for tiny models the scratch wins
+        (the memory planner's buffer list, temporary tensor structs of each kernel's Prepare) and
+        the true minimum is larger (e.g. 2000 vs 1568 bytes, +28 %, for an int8 8-16-4 Dense model).
+    """
+
+    arena_bytes: int
+    recorded_total_bytes: int
+    recorded_head_bytes: int
+    recorded_tail_bytes: int
+    sections: tuple[ArenaSection, ...]
+    bisected_minus_recorded_bytes: int
+    probes: int
+    allocation_report: str
+
+
+def parse_allocation_report(text: str) -> tuple[int, int, int, tuple[ArenaSection, ...]]:
+    """(total, head, tail, sections) from the text `Interpreter.print_allocations()` writes to stderr."""
+    figures = {}
+    for part in ("total", "head", "tail"):
+        match = re.search(rf"Arena allocation {part} (\d+) bytes", text)
+        if match is None:
+            raise ValueError(f"no 'Arena allocation {part}' line in the TFLM report: {text[:200]!r}")
+        figures[part] = int(match.group(1))
+    sections = tuple(
+        ArenaSection(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)))
+        for m in re.finditer(
+            r"'([^']+)' used (\d+) bytes with alignment overhead \(requested (\d+) bytes for (\d+) ", text
+        )
+    )
+    return figures["total"], figures["head"], figures["tail"], sections
+
+
+# ----------------------------------------------------------------------------- failures
+
+# "Too many buffers" is the memory planner running out of the scratch it takes from the arena.
+_ARENA_SHORTFALL = re.compile(r"Failed to allocate|Unable to allocate|missing: \d+|Too many buffers")
+_MISSING_OP = re.compile(r"Didn't find op for builtin opcode '(\w+)'")
+_MISSING_CUSTOM = re.compile(r"Failed to get registration from op code (\w+)")
+_NODE_FAILED = re.compile(r"Node (\w+) \(number (\d+)\) failed to (prepare|invoke)")
+
+
+def _is_arena_shortfall(log: str) -> bool:
+    return _ARENA_SHORTFALL.search(log) is not None
+
+
+def _unsupported_error(log: str, model_bytes: bytes) -> UnsupportedModelError | None:
+    """The op-level reason TFLM refused the model, as an error naming the op, or None."""
+    if (match := _MISSING_OP.search(log)) is not None:
+        return UnsupportedModelError(
+            f"TFLite Micro has no kernel for op {match.group(1)}; change the layer that produces it "
+            "or target LiteRT instead"
+        )
+    if _MISSING_CUSTOM.search(log) is not None:
+        from edgekit.export.tflite import tflite_op_list
+
+        custom = sorted({op for op in tflite_op_list(model_bytes) if op.startswith("CUSTOM")})
+        return UnsupportedModelError(
+            f"TFLite Micro cannot run custom op(s) {', '.join(custom) or 'CUSTOM'} (Select TF / custom "
+            "kernels are not registered); convert with builtin ops only"
+        )
+    if (match := _NODE_FAILED.search(log)) is not None:
+        lines = log[: match.start()].strip().splitlines()
+        reason = lines[-1].strip() if lines else "no reason printed"
+        return UnsupportedModelError(
+            f"TFLite Micro cannot {match.group(3)} op {match.group(1)} (node {match.group(2)}): {reason}; "
+            "TFLM kernels take int8 (or float32) tensors: convert with precision 'int8'"
+        )
+    return None
+
+
+class ArenaTooSmallError(UnsupportedModelError):
+    """The tensor arena given to TFLM is too small for the model."""
+
+
+def _raise_for_failure(log: str, model_bytes: bytes, arena_size: int) -> None:
+    if _is_arena_shortfall(log):
+        raise ArenaTooSmallError(
+            f"TFLite Micro could not fit the model in a {arena_size} byte arena; "
+            "find the size it needs with edgekit.runners.tflm.measure_arena"
+        )
+    error = _unsupported_error(log, model_bytes)
+    if error is not None:
+        raise error
+    detail = " ".join(log.split())[:300] or "no reason printed"
+    raise UnsupportedModelError(f"TFLite Micro could not load the model: {detail}")
+
+
+# ----------------------------------------------------------------------------- in-process interpreter
+
+
+def _micro_interpreter(model_bytes: bytes, arena_size: int):
+    """A TFLM interpreter with tensors allocated; errors become one-line edgekit errors."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    _io_counts(model_bytes)  # refuse non-TFLite bytes before the C++ side sees them
+    with captured_stderr() as log:
+        try:
+            return runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=int(arena_size))
+        except RuntimeError:
+            pass
+    _raise_for_failure(log.text, model_bytes, arena_size)
+
+
+def _io_counts(model_bytes: bytes) -> tuple[int, int]:
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    data = bytearray(model_bytes)
+    if len(data) < 8 or not schema.Model.ModelBufferHasIdentifier(data, 0):
+        raise BadInputError(f"not a TFLite flatbuffer ({len(data)} bytes, no 'TFL3' identifier)")
+    subgraph = schema.Model.GetRootAs(data, 0).Subgraphs(0)
+    return subgraph.InputsLength(), subgraph.OutputsLength()
+
+
+def _quantization(detail: dict) -> tuple[float, int] | None:
+    params = detail.get("quantization_parameters", {})
+    scales, zero_points = params.get("scales", ()), params.get("zero_points", ())
+    if len(scales) == 0 or not np.issubdtype(np.dtype(detail["dtype"]), np.integer):
+        return None
+    return float(scales[0]), int(zero_points[0])
+
+
+def _single_io_details(interpreter, model_bytes: bytes) -> tuple[dict, dict]:
+    n_in, n_out = _io_counts(model_bytes)
+    if n_in != 1 or n_out != 1:
+        raise UnsupportedModelError(
+            f"edgekit runners handle one input and one output; this model has {n_in} inputs "
+            f"and {n_out} outputs"
+        )
+    return interpreter.get_input_details(0), interpreter.get_output_details(0)
+
+
+def predict(model_bytes: bytes, x: np.ndarray, arena_size: int | None = None) -> np.ndarray:
+    """Float outputs of a TFLite model run by TFLM on float samples x (N, *input_shape), one per invoke.
+
+    int8 inputs/outputs are quantised/dequantised with the tensors' scale and zero point. The arena
+    defaults to DEFAULT_PREDICT_ARENA_BYTES (grown if that is too small); pass at least a few
+    kilobytes: a tiny arena can crash TFLM (use `measure_arena` to find the minimum safely).
+    """
+    size = int(arena_size) if arena_size is not None else DEFAULT_PREDICT_ARENA_BYTES
+    while True:
+        try:
+            interpreter = _micro_interpreter(model_bytes, size)
+            break
+        except ArenaTooSmallError:
+            if arena_size is not None or size >= MAX_ARENA_BYTES:
+                raise
+            size *= 4
+    in_detail, out_detail = _single_io_details(interpreter, model_bytes)
+    x = as_batch(x, in_detail["shape"])
+    batch = int(in_detail["shape"][0])
+    outputs = []
+    for start in range(0, len(x), batch):
+        chunk = pad_batch(x[start:start + batch], batch)
+        interpreter.set_input(to_input_tensor(chunk, in_detail["dtype"], _quantization(in_detail)), 0)
+        interpreter.invoke()
+        outputs.append(from_output_tensor(interpreter.get_output(0), _quantization(out_detail)))
+    return np.concatenate(outputs)[: len(x)] if outputs else np.zeros((0,), np.float32)
+
+
+# ----------------------------------------------------------------------------- arena bisection
+
+
+@dataclass(frozen=True)
+class _Probe:
+    ok: bool
+    crashed: bool
+    log: str
+    exit_code: int | None = None  # of a crashed child: -11 is a segfault
+
+
+class _ProbeWorker:
+    """A child process that builds a TFLM interpreter per requested arena size and reports back."""
+
+    def __init__(self, model_path: str) -> None:
+        self._model_path = model_path
+        self._process: subprocess.Popen | None = None
+
+    def _start(self) -> subprocess.Popen:
+        env = dict(os.environ)
+        package_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        return subprocess.Popen(
+            [sys.executable, "-m", "edgekit.runners.tflm", "--probe-worker", self._model_path],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+        )
+
+    def probe(self, arena_size: int) -> _Probe:
+        if self._process is None or self._process.poll() is not None:
+            self._process = self._start()
+        process = self._process
+        process.stdin.write(f"{arena_size}\n")
+        process.stdin.flush()
+        ready, _, _ = select.select([process.stdout], [], [], PROBE_TIMEOUT_S)
+        line = process.stdout.readline() if ready else ""
+        if not line:  # died (segfault on a tiny arena) or hung: either way this size did not work
+            return _Probe(ok=False, crashed=True, log="", exit_code=self.close())
+        reply = json.loads(line)
+        return _Probe(ok=reply["ok"], crashed=False, log=reply["log"])
+
+    def close(self) -> int | None:
+        """Stop the child; returns its exit code (None if none was running)."""
+        if self._process is None:
+            return None
+        if self._process.poll() is None:
+            self._process.kill()
+        exit_code = self._process.wait()
+        for stream in (self._process.stdin, self._process.stdout):
+            stream.close()
+        self._process = None
+        return exit_code
+
+
+def measure_arena(model_bytes: bytes, max_arena_bytes: int = MAX_ARENA_BYTES) -> ArenaMeasurement:
+    """The smallest TFLM tensor arena that allocates and invokes the model, and TFLM's own recording.
+
+    Probes run in a child process (a too-small arena can segfault TFLM). An op TFLM lacks raises
+    UnsupportedModelError naming it. Assumes success is monotone in the arena size (larger never
+    fails where smaller worked), which holds for TFLM's single-arena allocator.
+    """
+    _io_counts(model_bytes)  # refuse non-TFLite bytes here, not in the child
+    with tempfile.TemporaryDirectory(prefix="edgekit-tflm-") as tmp:
+        model_path = os.path.join(tmp, "model.tflite")
+        with open(model_path, "wb") as f:
+            f.write(model_bytes)
+        worker = _ProbeWorker(model_path)
+        try:
+            return _bisect(worker, model_bytes, max_arena_bytes)
+        finally:
+            worker.close()
+
+
+def _bisect(worker: _ProbeWorker, model_bytes: bytes, max_arena_bytes: int) -> ArenaMeasurement:
+    high = min(FIRST_PROBE_ARENA_BYTES, max_arena_bytes)
+    probes = 1
+    result = worker.probe(high)
+    while not result.ok:
+        if result.crashed:
+            raise UnsupportedModelError(
+                f"the TFLite Micro probe process died (exit code {result.exit_code}) loading the model "
+                f"with a {high} byte arena; `python -m edgekit.runners.tflm --probe-worker MODEL` shows why"
+            )
+        if not _is_arena_shortfall(result.log) or high >= max_arena_bytes:
+            _raise_for_failure(result.log, model_bytes, high)
+        high = min(high * 4, max_arena_bytes)
+        result = worker.probe(high)
+        probes += 1
+    report = result.log
+    low = 0  # an empty arena cannot hold the interpreter's own structs
+    while high - low > 1:
+        middle = (low + high) // 2
+        result = worker.probe(middle)
+        probes += 1
+        if result.ok:
+            high, report = middle, result.log
+        else:
+            low = middle
+    total, head, tail, sections = parse_allocation_report(report)
+    return ArenaMeasurement(
+        arena_bytes=high,
+        recorded_total_bytes=total,
+        recorded_head_bytes=head,
+        recorded_tail_bytes=tail,
+        sections=sections,
+        bisected_minus_recorded_bytes=high - total,
+        probes=probes,
+        allocation_report=report.strip(),
+    )
+
+
+def _probe_worker_main(model_path: str) -> int:
+    """Child side: read arena sizes on stdin, answer one JSON line each on the original stdout."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    with open(model_path, "rb") as f:
+        model_bytes = f.read()
+    n_inputs, _ = _io_counts(model_bytes)
+    reply = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # anything the C++ side prints on stdout must not corrupt the replies
+    for line in sys.stdin:
+        arena_size = int(line)
+        ok = False
+        with captured_stderr() as log:
+            try:
+                interpreter = runtime.Interpreter.from_bytes(model_bytes, arena_size=arena_size)
+                for i in range(n_inputs):
+                    detail = interpreter.get_input_details(i)
+                    interpreter.set_input(np.zeros(detail["shape"], dtype=detail["dtype"]), i)
+                interpreter.invoke()
+                interpreter.print_allocations()
+                ok = True
+            except RuntimeError:
+                pass
+        reply.write(json.dumps({"ok": ok, "log": log.text}) + "\n")
+        reply.flush()
+    return 0
+
+
+# ----------------------------------------------------------------------------- runner
+
+
+class TFLMRunner:
+    """Measure a model on TFLM: minimum arena (bisection), init time, host latency, outputs.
+
+    Latency is TFLM's reference kernels on this host's CPU: useful to compare models, not a
+    microcontroller's latency (use a device profile's estimate for that).
+    """
+
+    name = "tflm"
+
+    def __init__(self, warmup: int = 1, runs: int = 20) -> None:
+        if warmup < 0 or runs < 1:
+            raise ValueError(f"TFLMRunner: warmup={warmup} >= 0, runs={runs} >= 1")
+        self.warmup, self.runs = warmup, runs
+
+    def run(self, model_bytes: bytes, data: np.ndarray | None = None) -> Measurement:
+        arena = measure_arena(model_bytes)
+        arena_size = arena.arena_bytes + ARENA_ALIGNMENT_BYTES  # slack in case of an unaligned buffer
+        rss = RssWatch()
+        start = time.perf_counter()
+        interpreter = _micro_interpreter(model_bytes, arena_size)
+        init_ms = (time.perf_counter() - start) * 1e3
+        rss.sample()
+        in_detail, _ = _single_io_details(interpreter, model_bytes)
+        if data is not None:
+            data = as_batch(data, in_detail["shape"])
+        sample = data[:1] if data is not None and len(data) else np.zeros(in_detail["shape"], np.float32)
+        interpreter.set_input(to_input_tensor(sample, in_detail["dtype"], _quantization(in_detail)), 0)
+        for _ in range(self.warmup):
+            interpreter.invoke()
+        samples_ms = []
+        for _ in range(self.runs):
+            t0 = time.perf_counter_ns()
+            interpreter.invoke()
+            samples_ms.append((time.perf_counter_ns() - t0) / 1e6)
+        rss.sample()
+        p50, p90, p99 = latency_percentiles_ms(samples_ms)
+        outputs = predict(model_bytes, data, arena_size=arena_size) if data is not None else None
+        rss.sample()
+        return Measurement(
+            runner=self.name,
+            model_size_bytes=len(model_bytes),
+            init_ms=init_ms,
+            latency_ms_p50=p50,
+            latency_ms_p90=p90,
+            latency_ms_p99=p99,
+            runs=self.runs,
+            threads=1,
+            arena_bytes=arena.arena_bytes,
+            peak_rss_growth_bytes=rss.growth_bytes,
+            outputs=outputs,
+            notes=(
+                "latency is TFLM reference kernels on this host's CPU, not a microcontroller",
+                (f"arena {arena.arena_bytes} bytes by bisection; recording allocator reported "
+                 f"{arena.recorded_total_bytes} (head {arena.recorded_head_bytes}, "
+                 f"tail {arena.recorded_tail_bytes})"),
+                _HOST_NOTE,
+            ),
+        )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--probe-worker":
+        sys.exit(_probe_worker_main(sys.argv[2]))
+    sys.exit("usage: python -m edgekit.runners.tflm --probe-worker MODEL.tflite (internal to measure_arena)")
