@@ -1,0 +1,280 @@
+"""Load the user's data (.npz, .npy, or a folder of images) and split it, checked against the model.
+
+No TensorFlow here: numpy, and Pillow for image folders (imported only when a folder is read).
+
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "d.npz")
+    >>> np.savez(path, x=np.zeros((10, 40)), y=np.arange(10) % 2)
+    >>> ds = load_data(path, model_input_shape=(None, 40, 1))
+    >>> ds.x.shape, ds.notices[0][:40]
+    ((10, 40, 1), 'd.npz: added a trailing channel axis: x ')
+    >>> train, val = split(ds, val_fraction=0.2)
+    >>> len(train.x), len(val.x)
+    (8, 2)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekit.errors import BadInputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+IN_MEMORY = "<arrays>"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Samples ready for a model: x float32 shaped (N, *model input), y labels/targets or None."""
+
+    x: np.ndarray
+    y: np.ndarray | None = None
+    source: str = IN_MEMORY
+    class_names: tuple[str, ...] | None = None
+    notices: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def load_data(path: str | os.PathLike, model_input_shape: Sequence[int | None] | None = None) -> Dataset:
+    """Read `.npz` (x, optional y), `.npy` (x only) or an image folder, checked against the model's input.
+
+    Args:
+        path: the data file or folder. Image folders hold one sub-folder per class (labels are the sorted
+            folder names), or images directly (unlabelled).
+        model_input_shape: the model's input shape with the batch axis first, e.g. `(None, 40, 1)`
+            (Keras' `model.input_shape`). When given, x must match it; a missing trailing channel axis of
+            size 1 is added (and said in `notices`), any other mismatch is an error that says how to fix it.
+    Raises:
+        BadInputError: one line naming the file and the fault.
+    """
+    path = os.fspath(path)
+    name = os.path.basename(os.path.normpath(path)) or path
+    if not os.path.exists(path):
+        raise BadInputError(f"{path}: no such file or folder")
+    if os.path.isdir(path):
+        x, y, class_names = _read_image_folder(path, model_input_shape)
+    elif path.endswith(".npz"):
+        x, y = _read_npz(path)
+        class_names = None
+    elif path.endswith(".npy"):
+        x, y = _read_npy(path), None
+        class_names = None
+    else:
+        raise BadInputError(f"{path}: unknown data format; use .npz (arrays x and optional y), .npy (x only) "
+                            "or a folder of images in class sub-folders")
+    x = _as_float_samples(x, name, "x")
+    notices: list[str] = []
+    if model_input_shape is not None:
+        x, notice = conform_to_input_shape(x, model_input_shape, name)
+        if notice:
+            notices.append(notice)
+    if y is not None:
+        y = _check_labels(y, len(x), name)
+    return Dataset(x=x, y=y, source=path, class_names=class_names, notices=tuple(notices))
+
+
+def from_arrays(x, y=None, model_input_shape: Sequence[int | None] | None = None,
+                source: str = IN_MEMORY) -> Dataset:
+    """The same checks as `load_data`, for arrays already in memory (the Python API's path)."""
+    x = _as_float_samples(np.asarray(x), source, "x")
+    notices: list[str] = []
+    if model_input_shape is not None:
+        x, notice = conform_to_input_shape(x, model_input_shape, source)
+        if notice:
+            notices.append(notice)
+    if y is not None:
+        y = _check_labels(np.asarray(y), len(x), source)
+    return Dataset(x=x, y=y, source=source, notices=tuple(notices))
+
+
+def conform_to_input_shape(x: np.ndarray, model_input_shape: Sequence[int | None],
+                           name: str = IN_MEMORY) -> tuple[np.ndarray, str | None]:
+    """Return x shaped for the model (adding a lone missing channel axis), and a notice if it did so."""
+    want = tuple(model_input_shape)[1:]
+    have = tuple(x.shape[1:])
+    if _dims_match(have, want):
+        return x, None
+    if len(want) == len(have) + 1 and want[-1] == 1 and _dims_match(have, want[:-1]):
+        notice = (f"{name}: added a trailing channel axis: x {_fmt(x.shape)} -> {_fmt(x.shape + (1,))} "
+                  f"to match the model input {_fmt(model_input_shape)}")
+        return x[..., None], notice
+    raise BadInputError(f"{name}: x has shape {_fmt(x.shape)} but the model expects "
+                        f"{_fmt(model_input_shape)}; {_shape_fix_hint(have, want)}")
+
+
+def split(dataset: Dataset, val_fraction: float = 0.1, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """Split into (train, val); stratified by class when y holds class labels, at least one sample each."""
+    n = len(dataset)
+    if not 0.0 < val_fraction < 1.0:
+        raise BadInputError(f"{dataset.source}: val_fraction must be between 0 and 1, got {val_fraction}")
+    if n < 2:
+        raise BadInputError(f"{dataset.source}: {n} sample(s) cannot be split into train and validation; "
+                            "provide more data or separate validation data")
+    rng = np.random.default_rng(seed)
+    classes = _class_indices(dataset.y)
+    if classes is None:
+        order = rng.permutation(n)
+        n_val = min(n - 1, max(1, round(n * val_fraction)))
+        val_idx = order[:n_val]
+    else:
+        val_idx = _stratified_val_indices(classes, val_fraction, rng)
+    is_val = np.zeros(n, dtype=bool)
+    is_val[val_idx] = True
+    return _subset(dataset, ~is_val), _subset(dataset, is_val)
+
+
+def _subset(dataset: Dataset, mask: np.ndarray) -> Dataset:
+    y = None if dataset.y is None else dataset.y[mask]
+    return dataclasses.replace(dataset, x=dataset.x[mask], y=y)
+
+
+def _stratified_val_indices(classes: np.ndarray, val_fraction: float, rng) -> np.ndarray:
+    picked = []
+    for c in np.unique(classes):
+        members = rng.permutation(np.flatnonzero(classes == c))
+        k = round(len(members) * val_fraction)
+        picked.append(members[: min(k, len(members) - 1)])  # keep every class in train
+    val_idx = np.concatenate(picked) if picked else np.array([], dtype=int)
+    if len(val_idx) == 0:  # tiny data: take one sample of the largest class
+        values, counts = np.unique(classes, return_counts=True)
+        val_idx = rng.permutation(np.flatnonzero(classes == values[np.argmax(counts)]))[:1]
+    if len(val_idx) == len(classes):
+        val_idx = val_idx[1:]
+    return val_idx
+
+
+def _class_indices(y: np.ndarray | None) -> np.ndarray | None:
+    """Integer class per sample when y looks like class labels (ints or one-hot), else None."""
+    if y is None:
+        return None
+    if y.ndim == 2 and y.shape[1] > 1 and np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1):
+        return np.argmax(y, axis=1)
+    flat = y.reshape(len(y), -1)
+    if flat.shape[1] == 1 and np.all(np.isfinite(flat)) and np.all(flat == np.round(flat)):
+        return flat[:, 0].astype(np.int64)
+    return None
+
+
+def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.keys())
+            if "x" not in keys:
+                raise BadInputError(f"{path}: no array named 'x' (found {keys or 'none'}); "
+                                    "save with np.savez(path, x=samples, y=labels)")
+            x = archive["x"]
+            y = archive["y"] if "y" in keys else None
+    except BadInputError:
+        raise
+    except ValueError as e:  # object arrays need pickle, which we refuse
+        raise BadInputError(f"{path}: cannot read arrays without pickle ({e}); save plain numeric arrays") from e
+    except (OSError, EOFError) as e:
+        raise BadInputError(f"{path}: not a readable .npz file ({e})") from e
+    return x, y
+
+
+def _read_npy(path: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise BadInputError(f"{path}: cannot read the array without pickle ({e}); save a plain numeric array"
+                            ) from e
+    except (OSError, EOFError) as e:
+        raise BadInputError(f"{path}: not a readable .npy file ({e})") from e
+
+
+def _as_float_samples(x: np.ndarray, name: str, field: str) -> np.ndarray:
+    if x.dtype.kind not in "biuf":
+        raise BadInputError(f"{name}: {field} has dtype {x.dtype}, not numbers; save a numeric array")
+    if x.ndim == 0:
+        raise BadInputError(f"{name}: {field} is a scalar; it needs a leading sample axis (N, ...)")
+    if x.shape[0] == 0 or x.size == 0:
+        raise BadInputError(f"{name}: {field} is empty (shape {_fmt(x.shape)})")
+    x = x.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(x)):
+        raise BadInputError(f"{name}: {field} contains NaN or infinite values; clean or impute them first")
+    return x
+
+
+def _check_labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
+    if y.dtype.kind not in "biuf":
+        raise BadInputError(f"{name}: y has dtype {y.dtype}, not numbers; save labels as integers "
+                            "(class indices) or floats (targets)")
+    if y.ndim == 0 or y.shape[0] != n:
+        got = "a scalar" if y.ndim == 0 else f"{y.shape[0]} entries"
+        raise BadInputError(f"{name}: x has {n} samples but y has {got}; they must have the same length")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise BadInputError(f"{name}: y contains NaN or infinite values; clean them first")
+    return y
+
+
+def _read_image_folder(path: str, model_input_shape) -> tuple[np.ndarray, np.ndarray | None, tuple | None]:
+    from PIL import Image, UnidentifiedImageError
+
+    height = width = channels = None
+    if model_input_shape is not None:
+        shape = tuple(model_input_shape)
+        if len(shape) != 4 or shape[-1] not in (1, 3):
+            raise BadInputError(f"{path}: an image folder needs a model with an image input (None, H, W, 1 or 3);"
+                                f" this model expects {_fmt(shape)}; save the data as .npz instead")
+        height, width, channels = shape[1], shape[2], shape[3]
+    class_dirs = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    if class_dirs:
+        files = [(os.path.join(path, d, f), i) for i, d in enumerate(class_dirs)
+                 for f in sorted(os.listdir(os.path.join(path, d))) if f.lower().endswith(IMAGE_SUFFIXES)]
+    else:
+        files = [(os.path.join(path, f), -1) for f in sorted(os.listdir(path)) if f.lower().endswith(IMAGE_SUFFIXES)]
+    if not files:
+        raise BadInputError(f"{path}: no images found ({', '.join(IMAGE_SUFFIXES[:3])}, ...); put them in one "
+                            "sub-folder per class")
+    images = []
+    for file, _ in files:
+        try:
+            with Image.open(file) as img:
+                if channels is None:  # no model given: the first image sets mode and size
+                    channels = 1 if img.mode in ("1", "L", "I", "I;16", "F") else 3
+                    width, height = img.size
+                img = img.convert("L" if channels == 1 else "RGB")
+                if img.size != (width, height):
+                    if model_input_shape is None:
+                        raise BadInputError(f"{file}: image is {img.size[0]}x{img.size[1]} but the first "
+                                            f"image is {width}x{height}; pass the model so images are resized")
+                    img = img.resize((width, height), Image.BILINEAR)
+                array = np.asarray(img, dtype=np.float32) / 255.0
+        except (UnidentifiedImageError, OSError) as e:
+            raise BadInputError(f"{file}: not a readable image ({e})") from e
+        images.append(array.reshape(height, width, channels))
+    x = np.stack(images)
+    if not class_dirs:
+        return x, None, None
+    return x, np.array([label for _, label in files], dtype=np.int64), tuple(class_dirs)
+
+
+def _dims_match(have: tuple, want: tuple) -> bool:
+    return len(have) == len(want) and all(w is None or h == w for h, w in zip(have, want))
+
+
+def _shape_fix_hint(have: tuple, want: tuple) -> str:
+    known = all(w is not None for w in want)
+    if len(want) == len(have) + 1 and _dims_match(have, want[:-1]):
+        return f"x has no channel axis but the model expects {want[-1]} channels; add one of size {want[-1]}"
+    if len(have) == len(want) + 1 and have[-1] == 1 and _dims_match(have[:-1], want):
+        return "drop the trailing axis of size 1 (x[..., 0])"
+    if known and int(np.prod(have)) == int(np.prod(want)) and have != want:
+        if len(have) == len(want) and len(want) >= 2 and have == (want[-1],) + want[:-1]:
+            return "x looks channels-first; move the channel axis last (np.moveaxis(x, 1, -1))"
+        return f"reshape x to (N, {', '.join(str(d) for d in want)})"
+    if len(have) == len(want):
+        return "resize or crop each sample to the model's input size"
+    return f"give each sample the model's input shape ({', '.join(str(d) for d in want)})"
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(int(d)) for d in shape) + ")"
