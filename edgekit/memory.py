@@ -30,9 +30,12 @@ IDENTITY_OPS = frozenset({"Dropout", "SpatialDropout1D", "SpatialDropout2D", "Sp
 FUSABLE_ACTIVATIONS = frozenset({"relu", "relu6"})
 FUSING_OPS = MAC_OPS | frozenset({"Add", "Subtract", "Multiply", "MaxPooling2D", "AveragePooling2D",
                                   "MaxPooling1D", "AveragePooling1D"})
-# 1D layers the converter wraps as EXPAND_DIMS -> 2D op -> RESHAPE.
-EXPANDED_1D_OPS = frozenset({"Conv1D", "DepthwiseConv1D", "SeparableConv1D", "MaxPooling1D", "AveragePooling1D",
-                             "Conv1DTranspose", "UpSampling1D"})
+# 1D layers the converter runs as 2D ops on a 4D view. Convolutions expand axis 1 (1 x L x C), pooling
+# axis 2 (L x 1 x C). With a static batch (edgekit converts at batch 1) the converter cancels the squeeze
+# and expand between two such ops of the same layout; between different layouts one RESHAPE remains.
+ONE_D_LAYOUT = {"Conv1D": "conv", "DepthwiseConv1D": "conv", "SeparableConv1D": "conv", "Conv1DTranspose": "conv",
+                "MaxPooling1D": "pool", "AveragePooling1D": "pool"}
+EXPANDED_1D_OPS = frozenset(ONE_D_LAYOUT)
 RESHAPE_OPS = frozenset({"Flatten", "Reshape"})
 
 
@@ -142,10 +145,21 @@ def lower(graph: Graph) -> RuntimeGraph:
             t = alias[t]
         return t
 
+    layout: dict[str, str] = {}  # runtime tensor held in a 1D op's 4D layout -> that layout
+
     def emit(kind: str, layer: str, ins: list[str], out: str, n: int) -> str:
         elements[out] = n
         made_by[out] = node
         ops.append(RuntimeOp(kind, layer, tuple(ins), (out,)))
+        return out
+
+    def squeezed(t: str) -> str:
+        """`t` in its Keras (3D) layout: a RESHAPE copy when a 1D op left it in 4D."""
+        if t not in layout:
+            return t
+        layout.pop(t)
+        out = f"{t}/squeezed"
+        alias[t] = emit("RESHAPE", made_by[t].name, [t], out, elements[t])
         return out
 
     for node in graph.nodes:
@@ -172,18 +186,20 @@ def lower(graph: Graph) -> RuntimeGraph:
         if node.op in ("Activation",) and activation in (None, "linear"):
             alias[node.outputs[0]] = ins[0]
             continue
-        if node.op in RESHAPE_OPS and ops and ops[-1].kind == "RESHAPE" and ops[-1].outputs[0] == ins[0] \
-                and len(graph.consumers(node.inputs[0])) == 1:
-            # the converter merges a Flatten into the RESHAPE that squeezes a 1D op's output
-            alias[node.outputs[0]] = ins[0]
-            continue
         n_out = out_t.elements if out_t is not None else 0
         if node.op in RESHAPE_OPS:
+            layout.pop(ins[0], None)  # squeezing a 1D op's 4D output and this reshape merge into one RESHAPE
             emit("RESHAPE", node.name, ins, node.outputs[0], n_out)
             continue
-        x = ins
-        if node.op in EXPANDED_1D_OPS:
-            x = [emit("EXPAND_DIMS", node.name, ins, f"{node.name}/expand", elements[ins[0]])]
+        my_layout = ONE_D_LAYOUT.get(node.op)
+        x = []
+        for t in ins:
+            if my_layout is not None and layout.get(t) == my_layout:
+                x.append(t)  # static batch: the converter cancels squeeze + expand between same-layout 1D ops
+            elif my_layout is not None:
+                x.append(emit("RESHAPE", node.name, [t], f"{node.name}/expand", elements[t]))
+            else:
+                x.append(squeezed(t))
         if node.op in SEPARABLE_OPS:
             x_t = graph.tensors[node.inputs[0]]
             mult = int(node.attrs.get("depth_multiplier", 1) or 1)
@@ -195,17 +211,16 @@ def lower(graph: Graph) -> RuntimeGraph:
             kind = _kind(node)
         act = node.activation if node.op != "Activation" else None
         separate_act = act not in (None, "linear", *FUSABLE_ACTIVATIONS)
-        staged = node.op in EXPANDED_1D_OPS or separate_act
-        core_out = f"{node.name}/core" if staged else node.outputs[0]
+        core_out = f"{node.name}/core" if separate_act else node.outputs[0]
         emit(kind, node.name, x, core_out, n_out)
-        if node.op in EXPANDED_1D_OPS:
-            last = emit("RESHAPE", node.name, [core_out], node.outputs[0] if not separate_act
-                        else f"{node.name}/squeezed", n_out)
-            core_out = last
         if separate_act:  # e.g. Dense(..., activation="softmax") -> FULLY_CONNECTED then SOFTMAX
             emit(_ACTIVATION_KINDS.get(act, act.upper()), node.name, [core_out], node.outputs[0], n_out)
+        if my_layout is not None:
+            layout[node.outputs[0]] = my_layout
         for extra in node.outputs[1:]:
             elements[extra] = graph.tensors[extra].elements
+    for t in graph.outputs:
+        squeezed(src(t))
     outputs = tuple(src(t) for t in graph.outputs)
     return RuntimeGraph(tuple(ops), elements, tuple(src(t) for t in graph.inputs), outputs)
 
@@ -227,7 +242,23 @@ def activation_buffers(runtime: RuntimeGraph, bytes_per_element: int) -> list[Bu
             for t in first if t in runtime.tensor_elements]
 
 
-def peak_activation_bytes(graph: Graph, precision: str = "int8") -> MemoryPlan:
-    """Greedy-planned activation arena of the graph at a precision (int8: 1 B, float: 4 B per element)."""
+def peak_activation_bytes(graph: Graph, precision: str = "int8", float_io: bool = True) -> MemoryPlan:
+    """Greedy-planned activation arena of the graph at a precision (int8: 1 B, float: 4 B per element).
+
+    float_io: an int8 model with float inputs/outputs (edgekit's default conversion) runs a QUANTIZE
+    first and a DEQUANTIZE last, so the float input and output tensors are in the arena too.
+    """
+    runtime = lower(graph)
     bpe = 1 if precision == "int8" else dtype_bytes("float32")
-    return plan_greedy(activation_buffers(lower(graph), bpe))
+    buffers = activation_buffers(runtime, bpe)
+    if precision == "int8" and float_io:
+        n = len(runtime.ops)
+        shifted = []
+        for b in buffers:
+            first = 0 if b.name in runtime.inputs else b.first_op + 1
+            last = n + 1 if b.name in runtime.outputs else b.last_op + 1
+            shifted.append(Buffer(b.name, b.size_bytes, first, last))
+        shifted += [Buffer(f"{t}/float", 4 * runtime.tensor_elements[t], 0, 0) for t in runtime.inputs]
+        shifted += [Buffer(f"{t}/float", 4 * runtime.tensor_elements[t], n + 1, n + 1) for t in runtime.outputs]
+        buffers = shifted
+    return plan_greedy(buffers)

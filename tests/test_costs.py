@@ -1,10 +1,9 @@
 """Analysis over real tf_keras models: params equal Keras' count_params, MACs by hand, lowering vs converter."""
 
-import numpy as np
 import pytest
 
 from edgekit import zoo
-from edgekit._tf import tensorflow, tf_keras
+from edgekit._tf import tf_keras
 from edgekit.costs import analyze
 from edgekit.keras_ir import from_keras
 
@@ -92,21 +91,9 @@ def test_nested_model_is_flattened():
 
 
 def _converted_ops(model):
-    tf = tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    shape = (1, *model.input_shape[1:])
+    from edgekit.export.tflite import convert, tflite_op_list
 
-    def representative():
-        for _ in range(4):
-            yield [np.random.rand(*shape).astype("float32")]
-
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=converter.convert())
-    return [op["op_name"] for op in interpreter._get_ops_details()]
+    return tflite_op_list(convert(model, "int8").tflite_bytes)
 
 
 @pytest.mark.slow

@@ -43,8 +43,35 @@ def _conv1d_graph(batchnorm_relu=True):
 
 def test_lowering_folds_bn_fuses_relu_and_expands_conv1d():
     ops = lower(_conv1d_graph()).ops
-    # what the TF 2.21 converter emits for Conv1D+BN+ReLU -> Flatten -> Dense(softmax)
-    assert [op.kind for op in ops] == ["EXPAND_DIMS", "CONV_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
+    # what the TF 2.21 converter emits at batch 1 for Conv1D+BN+ReLU -> Flatten -> Dense(softmax):
+    # expand to 4D, conv with BN folded and ReLU fused, one RESHAPE for squeeze + Flatten
+    assert [op.kind for op in ops] == ["RESHAPE", "CONV_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
+
+
+def _chain_1d(ops):
+    tensors, nodes, prev = [Tensor("x", (32, 4))], [], "x"
+    for i, op in enumerate(ops):
+        out = f"t{i}"
+        length = 16 if op == "MaxPooling1D" else 32
+        tensors.append(Tensor(out, (length, 4)))
+        weights = (Weight("k", (3, 4, 4), "kernel"),) if op == "Conv1D" else ()
+        nodes.append(Node(f"n{i}", op, (prev,), (out,), {"activation": "relu"} if op == "Conv1D" else {}, weights))
+        prev = out
+    return Graph.build(tensors, nodes, ["x"], [prev])
+
+
+def test_same_layout_1d_ops_need_no_reshape_between_them():
+    # Conv1D runs as 1 x L x C, pooling as L x 1 x C: only a change of layout costs a RESHAPE
+    kinds = [op.kind for op in lower(_chain_1d(["Conv1D", "Conv1D", "MaxPooling1D"])).ops]
+    assert kinds == ["RESHAPE", "CONV_2D", "CONV_2D", "RESHAPE", "MAX_POOL_2D", "RESHAPE"]
+
+
+def test_float_io_adds_the_float_input_to_the_arena():
+    g = _chain_1d(["Conv1D"])
+    int8_io = peak_activation_bytes(g, "int8", float_io=False).peak_bytes
+    float_io = peak_activation_bytes(g, "int8", float_io=True).peak_bytes
+    # QUANTIZE reads the 512 B float input while writing the 128 B int8 copy
+    assert int8_io == 256 and float_io == 640
 
 
 def test_peak_counts_reshape_copies():
