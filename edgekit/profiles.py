@@ -60,10 +60,11 @@ _SECTION_KEYS = {
     "power": ("active_mw", "idle_mw") + _PROVENANCE_KEYS,
     "cost_model": (
         "per_op_overhead_us", "memory_bandwidth_mb_s", "macs_per_s", "ops_per_s", "energy_pj_per_mac",
-        "energy_pj_per_byte", "runtime_overhead_ram_bytes",
+        "energy_pj_per_byte", "runtime_overhead_ram_bytes", "per_inference_overhead_us",
     ) + _PROVENANCE_KEYS,
 }
-_OPTIONAL_KEYS = {"channel_multiple", "threads", "simd", "energy_pj_per_mac", "energy_pj_per_byte"}
+_OPTIONAL_KEYS = {"channel_multiple", "threads", "simd", "energy_pj_per_mac", "energy_pj_per_byte",
+                  "per_inference_overhead_us"}
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class CostModelParams:
     runtime_overhead_ram_bytes: int  # RAM the runtime needs beyond the activation arena
     energy_pj_per_mac: float | None = None  # when absent, energy = power.active_mw x latency
     energy_pj_per_byte: float | None = None
+    per_inference_overhead_us: float = 0.0  # fixed cost of one invoke (interpreter entry, delegate dispatch)
 
     def macs_per_second(self, op_class: str, precision: str) -> float:
         return _rate(self.macs_per_s, "macs_per_s", op_class, precision)
@@ -454,5 +456,8 @@ class _Parser:
             ),
             energy_pj_per_byte=self.positive(
                 parse_rate, section.get("energy_pj_per_byte"), f"{where}.energy_pj_per_byte", nullable=True
+            ),
+            per_inference_overhead_us=self.value(
+                parse_us, section.get("per_inference_overhead_us", 0), f"{where}.per_inference_overhead_us"
             ),
         )

@@ -1,15 +1,21 @@
 """Predict the TFLite file size and the TFLite Micro arena of a graph without converting it (pure).
 
-Both are linear models over counts taken from `edgekit.memory.lower` (the predicted converted graph),
-with coefficients fitted on real conversions and real TFLM runs (tests/test_size_model.py re-measures
-them on fresh models; benchmarks report the error):
+Both work on the predicted converted graph (`edgekit.memory.lower` after
+`edgekit.latency.fold_same_padding`), as the converter and TFLM see it:
 
 - flash bytes = weight bytes after BatchNorm folding + per-tensor and per-op flatbuffer overhead
-  + 12 B per quantisation channel (float32 scale + int64 zero point) for int8.
-- TFLM arena = greedy-planned activation head + the persistent tail TFLM allocates: one
-  TfLiteEvalTensor (24 B) per tensor, one NodeAndRegistration (64 B) per op, TfLiteTensor structs for
-  graph inputs/outputs, kernel op data (per-channel multipliers/shifts for conv and depthwise), and a
-  fixed allocator overhead.
+  + ~12 B per quantisation channel (float32 scale + int64 zero point) for int8. Coefficients per precision
+  (`FLATBUFFER`) fitted on real TF 2.21 conversions of the calibration micro-benchmarks;
+  benchmarks/ram_model.py reports the error on a separate zoo.
+- TFLM arena = head + tail, as TFLM's allocator lays them out (struct sizes of a 64-bit build, read from
+  its recording allocator on one-op models; a 32-bit MCU build is a few percent smaller):
+  head: greedy-planned activations, int8 (1 B per element) except the float32 input and output of a
+  model with float I/O, which QUANTIZE / DEQUANTIZE convert; tail: one TfLiteEvalTensor (24 B) per
+  tensor (constants included), one NodeAndRegistration (64 B, + ~24 B of allocator bookkeeping) per op,
+  ~480 B of fixed allocator state, a TfLiteTensor (64 B) per graph
+  input and output (+32 B of quantisation data when they are int8), each kernel's op data
+  (`TFLM_OP_DATA_BYTES`) and 8 B (multiplier and shift) per output channel of conv, depthwise and
+  fully connected ops, and the temporary memory fully connected kernels take while they prepare.
 """
 
 from __future__ import annotations
@@ -18,23 +24,82 @@ from dataclasses import dataclass
 
 from edgekit.costs import CONV_OPS, DENSE_OPS, DEPTHWISE_OPS, SEPARABLE_OPS, TRANSPOSED_CONV_OPS, analyze
 from edgekit.graph import Graph
-from edgekit.memory import lower, peak_activation_bytes
+from edgekit.latency import fold_same_padding
+from edgekit.memory import Buffer, RuntimeGraph, activation_buffers, lower, plan_greedy
 
-# Fitted on int8 conversions of a Conv1D net, DS-CNN, ResNet-8, MobileNet V1 0.25 and V2 0.35 at
-# 96x96 and a dense autoencoder (TF 2.21 converter): per tensor, per op, fixed.
-FLATBUFFER_BYTES_PER_TENSOR = 143
-FLATBUFFER_BYTES_PER_OP = 128
-FLATBUFFER_FIXED_BYTES = 1200
 QUANT_BYTES_PER_CHANNEL = 12
 
-TFLM_EVAL_TENSOR_BYTES = 24
-TFLM_NODE_BYTES = 64
-TFLM_IO_TENSOR_BYTES = 80
-TFLM_FIXED_BYTES = 730
-TFLM_OP_DATA_BYTES = 48
 
-_CONSTS_PER_KIND = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "TRANSPOSE_CONV": 3,
-                    "EXPAND_DIMS": 1, "RESHAPE": 1, "PAD": 1, "MEAN": 1, "REDUCE_MAX": 1, "MUL_ADD": 2}
+@dataclass(frozen=True)
+class FlatbufferCoefficients:
+    """Bytes a .tflite file spends beyond the weights: fixed + per tensor + per op + x quantisation bytes."""
+
+    fixed_bytes: float
+    per_tensor_bytes: float
+    per_op_bytes: float
+    quant_scale: float  # multiplies QUANT_BYTES_PER_CHANNEL x quantised channels
+
+
+# Least squares (relative errors) on the TF 2.21 conversions of the 65 calibration micro-benchmarks
+# (edgekit.calibrate.MICRO_BENCHMARKS, biases non-zero) at each precision; the per-op cost came out ~0
+# once tensors are counted. benchmarks/ram_model.py measures the error on a separate zoo.
+FLATBUFFER = {
+    "float32": FlatbufferCoefficients(486, 170, 0, 0),
+    "float16": FlatbufferCoefficients(573, 158, 0, 0),
+    "dynamic_int8": FlatbufferCoefficients(379, 228, 0, 1.26),
+    "int8": FlatbufferCoefficients(814, 188, 0, 1.05),
+}
+
+# TFLM 64-bit host build (tflite-micro 2026), from print_allocations() on one-op int8 models.
+TFLM_EVAL_TENSOR_BYTES = 24
+TFLM_NODE_BYTES = 64 + 24  # NodeAndRegistration + allocator bookkeeping per op the report does not itemise
+TFLM_IO_TENSOR_BYTES = 64
+TFLM_IO_QUANT_BYTES = 32
+TFLM_COMMON_BYTES = 16 + 460  # persistent buffers every model has + unitemised allocator state
+TFLM_PER_CHANNEL_BYTES = 8
+TFLM_OP_DATA_BYTES = {
+    "CONV_2D": 80,
+    "DEPTHWISE_CONV_2D": 80,
+    "TRANSPOSE_CONV": 80,
+    "FULLY_CONNECTED": 72,
+    "ADD": 60,
+    "SUB": 60,
+    "MUL": 36,
+    "CONCATENATION": 80,
+    "MEAN": 44,
+    "REDUCE_MAX": 44,
+    "MAX_POOL_2D": 32,
+    "AVERAGE_POOL_2D": 32,
+    "SOFTMAX": 80,
+    "LOGISTIC": 16,
+    "TANH": 16,
+    "PAD": 56,
+    "QUANTIZE": 32,
+    "DEQUANTIZE": 32,
+    "RESHAPE": 0,
+    "EXPAND_DIMS": 0,
+    "SQUEEZE": 0,
+    "RELU": 16,
+    "RELU6": 16,
+}
+TFLM_OP_DATA_DEFAULT_BYTES = 48
+# Fully connected kernels borrow 4 B per output channel of temporary memory while they prepare (bias
+# folding), on top of the planned head: the arena needs it although the recording does not show it.
+TFLM_FC_PREPARE_BYTES_PER_CHANNEL = 4
+_PER_CHANNEL_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED"})
+
+_CONSTS_PER_KIND = {
+    "CONV_2D": 2,
+    "DEPTHWISE_CONV_2D": 2,
+    "FULLY_CONNECTED": 2,
+    "TRANSPOSE_CONV": 3,
+    "EXPAND_DIMS": 1,
+    "RESHAPE": 1,
+    "PAD": 1,
+    "MEAN": 1,
+    "REDUCE_MAX": 1,
+    "MUL_ADD": 2,
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +136,7 @@ def _quant_channels(graph: Graph) -> int:
 
 def estimate_tflite_bytes(graph: Graph, precision: str = "int8") -> SizeEstimate:
     """Predicted .tflite file size at a precision ('float32', 'float16', 'dynamic_int8', 'int8')."""
+    graph = fold_same_padding(graph)
     runtime = lower(graph)
     weights = analyze(graph).weight_bytes
     n_ops = len(runtime.ops) + sum(1 for op in runtime.ops if op.kind == "SEPARABLE")
@@ -90,31 +156,88 @@ def estimate_tflite_bytes(graph: Graph, precision: str = "int8") -> SizeEstimate
         weight_bytes = weights.float32
         quant = 0
     n_tensors = len(runtime.tensor_elements) + n_consts
-    overhead = (FLATBUFFER_FIXED_BYTES + FLATBUFFER_BYTES_PER_TENSOR * n_tensors
-                + FLATBUFFER_BYTES_PER_OP * n_ops + quant)
+    c = FLATBUFFER.get(precision, FLATBUFFER["float32"])
+    overhead = round(
+        c.fixed_bytes + c.per_tensor_bytes * n_tensors + c.per_op_bytes * n_ops + c.quant_scale * quant
+    )
     return SizeEstimate(weight_bytes + overhead, weight_bytes, overhead, n_ops, n_tensors)
 
 
-def estimate_tflm_arena(graph: Graph) -> ArenaEstimate:
-    """Predicted TFLite Micro arena (int8 model): planned head plus persistent tail."""
-    runtime = lower(graph)
-    head = peak_activation_bytes(graph, "int8").peak_bytes
-    n_consts = sum(_CONSTS_PER_KIND.get(op.kind, 0) for op in runtime.ops)
-    n_tensors = len(runtime.tensor_elements) + n_consts
-    op_data = 0
+def _edge_ops(runtime: RuntimeGraph) -> RuntimeGraph:
+    """The runtime graph of an int8 model with float I/O: QUANTIZE first, DEQUANTIZE last."""
+    from edgekit.memory import RuntimeOp
+
+    elements = dict(runtime.tensor_elements)
+    ops = []
+    inputs, outputs = [], []
+    for t in runtime.inputs:
+        elements[f"{t}/float"] = elements[t]
+        ops.append(RuntimeOp("QUANTIZE", "", (f"{t}/float",), (t,)))
+        inputs.append(f"{t}/float")
+    ops += runtime.ops
+    for t in runtime.outputs:
+        elements[f"{t}/float"] = elements[t]
+        ops.append(RuntimeOp("DEQUANTIZE", "", (t,), (f"{t}/float",)))
+        outputs.append(f"{t}/float")
+    return RuntimeGraph(tuple(ops), elements, tuple(inputs), tuple(outputs))
+
+
+def _kinds(runtime: RuntimeGraph) -> list[str]:
+    return [
+        part
+        for op in runtime.ops
+        for part in op.kind.replace("SEPARABLE", "DEPTHWISE_CONV_2D+CONV_2D").split("+")
+    ]
+
+
+TFLM_PLANNING_BYTES_PER_TENSOR = 52
+
+
+def estimate_tflm_arena(graph: Graph, float_io: bool = False) -> ArenaEstimate:
+    """Predicted TFLite Micro arena of the int8 model: int8 input/output (what `edgekit export` makes for
+    TFLM), or float32 ones converted by QUANTIZE / DEQUANTIZE with float_io=True."""
+    runtime = lower(fold_same_padding(graph))
+    if float_io:
+        runtime = _edge_ops(runtime)
+    buffers = [
+        Buffer(b.name, b.size_bytes * (4 if b.name.endswith("/float") else 1), b.first_op, b.last_op)
+        for b in activation_buffers(runtime, 1)
+    ]
+    head = plan_greedy(buffers).peak_bytes
+    kinds = _kinds(runtime)
+    n_consts = sum(_CONSTS_PER_KIND.get(kind, 0) for kind in kinds)
+    op_data = sum(TFLM_OP_DATA_BYTES.get(kind, TFLM_OP_DATA_DEFAULT_BYTES) for kind in kinds)
     for op in runtime.ops:
-        if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "SEPARABLE", "TRANSPOSE_CONV"):
-            op_data += 8 * runtime.tensor_elements[op.outputs[0]] // max(1, _spatial(graph, op.layer))
-        op_data += TFLM_OP_DATA_BYTES
-    tail = (TFLM_FIXED_BYTES + TFLM_EVAL_TENSOR_BYTES * n_tensors + TFLM_NODE_BYTES * len(runtime.ops)
-            + TFLM_IO_TENSOR_BYTES * (len(runtime.inputs) + len(runtime.outputs)) + op_data)
-    return ArenaEstimate(head + tail, head, tail)
+        if op.kind.split("+")[0] in _PER_CHANNEL_KINDS or op.kind == "SEPARABLE":
+            op_data += TFLM_PER_CHANNEL_BYTES * _out_channels(
+                graph, op.layer, runtime.tensor_elements[op.outputs[0]]
+            )
+    n_io = len(runtime.inputs) + len(runtime.outputs)
+    prepare = max(
+        (
+            TFLM_FC_PREPARE_BYTES_PER_CHANNEL * _out_channels(graph, op.layer, 0)
+            for op in runtime.ops
+            if op.kind.split("+")[0] == "FULLY_CONNECTED"
+        ),
+        default=0,
+    )
+    n_tensors = len(runtime.tensor_elements) + n_consts
+    tail = prepare + (
+        TFLM_COMMON_BYTES
+        + TFLM_EVAL_TENSOR_BYTES * n_tensors
+        + TFLM_NODE_BYTES * len(kinds)
+        + n_io * (TFLM_IO_TENSOR_BYTES + (0 if float_io else TFLM_IO_QUANT_BYTES))
+        + op_data
+    )
+    # While tensors are allocated, the memory planner's own bookkeeping (requirements, sorted lists,
+    # allocation info: ~52 B per tensor) lives where the activations will go, so a thin model needs more
+    # than head + tail (measured: Conv1D net width 8, 29 tensors, needs 5,016 B for a 4,136 B recording).
+    return ArenaEstimate(max(head, TFLM_PLANNING_BYTES_PER_TENSOR * n_tensors) + tail, head, tail)
 
 
-def _spatial(graph: Graph, layer: str) -> int:
-    """Spatial positions of a layer's output (elements / channels)."""
+def _out_channels(graph: Graph, layer: str, elements: int) -> int:
+    """Output channels of a layer's op (its output tensor's last axis)."""
     try:
-        t = graph.tensors[graph.node(layer).outputs[0]]
+        return graph.tensors[graph.node(layer).outputs[0]].channels
     except KeyError:
-        return 1
-    return max(1, t.elements // max(1, t.channels))
+        return elements
