@@ -26,17 +26,19 @@ if TYPE_CHECKING:
 class Measurement:
     """One runner's figures for one model.
 
-    latency_ms_* are percentiles over `runs` timed invokes (None when the runner does not time);
-    init_ms covers interpreter creation and tensor allocation; arena_bytes is the tensor arena a
-    runtime with a fixed arena needs (None for LiteRT, which allocates as it likes);
-    peak_rss_growth_bytes is the largest growth of this process's resident memory seen while
-    the interpreter was created and run (None where /proc is unavailable). `outputs` are the
-    model's float (dequantised) outputs on the data passed to `run`, batch first.
+    latency_ms_* are percentiles over `runs` timed invokes (None when the runner does not time, or,
+    for percentiles, when the tool reports only a mean: Android's benchmark_model); latency_ms_mean /
+    _std / _min are given where known. init_ms covers interpreter creation and tensor allocation;
+    arena_bytes is the tensor arena a runtime with a fixed arena needs (None for LiteRT, which
+    allocates as it likes) and arena_recorded_bytes what TFLM's recording allocator reported;
+    peak_rss_growth_bytes is the largest growth of the measuring process's resident memory (None
+    where unknown). `outputs` are the model's float (dequantised) outputs on the data passed to
+    `run`, batch first. `agreement` compares them with `agreement_reference` ("keras", "litert").
     """
 
     runner: str
     model_size_bytes: int
-    init_ms: float
+    init_ms: float | None
     latency_ms_p50: float | None
     latency_ms_p90: float | None
     latency_ms_p99: float | None
@@ -45,8 +47,15 @@ class Measurement:
     arena_bytes: int | None = None
     peak_rss_growth_bytes: int | None = None
     outputs: np.ndarray | None = None
-    agreement: Agreement | None = None  # filled by a caller that has reference outputs
+    agreement: Agreement | None = None
     notes: tuple[str, ...] = field(default=())
+    latency_ms_mean: float | None = None
+    latency_ms_std: float | None = None
+    latency_ms_min: float | None = None
+    arena_recorded_bytes: int | None = None
+    agreement_reference: str | None = None
+    accuracy: float | None = None  # top-1 on labelled data, filled by a caller that has the labels
+    device: str | None = None      # what ran it: "host x86-64", an adb serial ...
 
 
 @runtime_checkable
@@ -56,6 +65,25 @@ class Runner(Protocol):
     name: str
 
     def run(self, model_bytes: bytes, data: np.ndarray | None = None) -> Measurement: ...
+
+
+def latency_summary_ms(samples_ms: Sequence[float]) -> dict[str, float]:
+    """p50 / p90 / p99 / mean / std / min of latency samples, as Measurement keyword arguments."""
+    p50, p90, p99 = latency_percentiles_ms(samples_ms)
+    array = np.asarray(samples_ms, dtype=np.float64)
+    return {"latency_ms_p50": p50, "latency_ms_p90": p90, "latency_ms_p99": p99,
+            "latency_ms_mean": float(array.mean()), "latency_ms_std": float(array.std()),
+            "latency_ms_min": float(array.min())}
+
+
+def timing_input(in_detail: dict, data: np.ndarray | None, seed: int = 0) -> np.ndarray:
+    """The float sample latency is measured on: the first of `data`, else standard-normal noise.
+
+    Not zeros: some kernels skip work on zero input (dynamic-range FULLY_CONNECTED returns the bias).
+    """
+    if data is not None and len(data):
+        return np.asarray(data[:1], np.float32)
+    return np.random.default_rng(seed).standard_normal(tuple(int(d) for d in in_detail["shape"])).astype(np.float32)
 
 
 def latency_percentiles_ms(samples_ms: Sequence[float]) -> tuple[float, float, float]:

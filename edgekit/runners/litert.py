@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import platform
 import sys
 import time
 
@@ -20,21 +21,27 @@ from edgekit.runners.base import (
     as_batch,
     captured_stderr,
     from_output_tensor,
-    latency_percentiles_ms,
+    latency_summary_ms,
     pad_batch,
+    timing_input,
     to_input_tensor,
 )
 
 PREDICT_BATCH = 256
 
 
-def _interpreter(model_bytes: bytes, threads: int, allocate: bool = True):
-    """A LiteRT interpreter (tensors allocated unless told otherwise); load errors name the cause."""
-    from ai_edge_litert.interpreter import Interpreter
+def _interpreter(model_bytes: bytes, threads: int, allocate: bool = True, xnnpack: bool = True):
+    """A LiteRT interpreter (tensors allocated unless told otherwise); load errors name the cause.
 
+    xnnpack=False uses LiteRT's built-in kernels only (no default XNNPACK delegate).
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
         with _quiet_stderr():
-            interpreter = Interpreter(model_content=bytes(model_bytes), num_threads=threads)
+            interpreter = Interpreter(model_content=bytes(model_bytes), num_threads=threads,
+                                      experimental_op_resolver_type=resolver)
             if allocate:
                 interpreter.allocate_tensors()
         return interpreter
@@ -57,8 +64,12 @@ def _quiet_stderr():
 
 
 def _allocate(interpreter) -> None:
-    with _quiet_stderr():
-        interpreter.allocate_tensors()
+    try:
+        with _quiet_stderr():
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        first = " ".join(str(exc).split())[:300]
+        raise BadInputError(f"LiteRT could not prepare the model: {first}") from exc
 
 
 def _single_io(interpreter) -> tuple[dict, dict]:
@@ -77,7 +88,7 @@ def _quantization(detail: dict) -> tuple[float, int] | None:
 
 
 def predict(
-    model_bytes: bytes, x: np.ndarray, threads: int = 1, batch_size: int = PREDICT_BATCH
+    model_bytes: bytes, x: np.ndarray, threads: int = 1, batch_size: int = PREDICT_BATCH, xnnpack: bool = True
 ) -> np.ndarray:
     """Float outputs of a TFLite model on float samples x (N, *input_shape), any io precision.
 
@@ -85,7 +96,7 @@ def predict(
     zero point. Models converted with a dynamic batch dimension run `batch_size` samples per invoke
     (the last batch zero-padded); others run one sample per invoke.
     """
-    interpreter = _interpreter(model_bytes, threads, allocate=False)
+    interpreter = _interpreter(model_bytes, threads, allocate=False, xnnpack=xnnpack)
     in_detail, out_detail = _single_io(interpreter)
     x = as_batch(x, in_detail["shape"])
     batch = _try_resize_batch(interpreter, in_detail, min(batch_size, len(x)))
@@ -110,7 +121,7 @@ def _try_resize_batch(interpreter, in_detail: dict, batch: int) -> int:
             interpreter.resize_tensor_input(index, [batch, *shape[1:]])
             _allocate(interpreter)
             return batch
-        except (RuntimeError, ValueError):  # some ops cannot take a new batch size: back to the converted one
+        except (RuntimeError, ValueError, BadInputError):  # some ops cannot take a new batch size: back to the converted one
             interpreter.resize_tensor_input(index, shape)
     _allocate(interpreter)
     return shape[0] if shape else 1
@@ -119,53 +130,58 @@ def _try_resize_batch(interpreter, in_detail: dict, batch: int) -> int:
 class LiteRTRunner:
     """Measure a model on LiteRT in this process: init time, latency percentiles, RSS growth, outputs.
 
-    Latency is the wall time of single invokes on one sample (the first sample of `data`, or zeros),
-    after `warmup` untimed invokes; LiteRT's default XNNPACK delegate is used, as on a device.
+    Latency is the wall time of single invokes on one sample (the first sample of `data`, or noise),
+    after `warmup` untimed invokes, repeated until `runs` samples and at least `min_seconds` have been
+    taken. Report p50 (robust to other processes sharing the CPU) rather than the mean. LiteRT's
+    default XNNPACK delegate is used, as on a device, unless xnnpack=False (built-in kernels only).
     """
 
     name = "litert"
 
-    def __init__(self, threads: int = 1, warmup: int = 3, runs: int = 50) -> None:
-        if threads < 1 or warmup < 0 or runs < 1:
-            raise ValueError(f"LiteRTRunner: threads={threads} >= 1, warmup={warmup} >= 0, runs={runs} >= 1")
+    def __init__(self, threads: int = 1, warmup: int = 3, runs: int = 50, min_seconds: float = 0.0,
+                 xnnpack: bool = True) -> None:
+        if threads < 1 or warmup < 0 or runs < 1 or min_seconds < 0:
+            raise ValueError(f"LiteRTRunner: threads={threads} >= 1, warmup={warmup} >= 0, runs={runs} >= 1, "
+                             f"min_seconds={min_seconds} >= 0")
         self.threads, self.warmup, self.runs = threads, warmup, runs
+        self.min_seconds, self.xnnpack = min_seconds, xnnpack
 
     def run(self, model_bytes: bytes, data: np.ndarray | None = None) -> Measurement:
         rss = RssWatch()
         start = time.perf_counter()
-        interpreter = _interpreter(model_bytes, self.threads)
+        interpreter = _interpreter(model_bytes, self.threads, xnnpack=self.xnnpack)
         init_ms = (time.perf_counter() - start) * 1e3
         rss.sample()
 
         in_detail, _ = _single_io(interpreter)
         if data is not None:
             data = as_batch(data, in_detail["shape"])
-        sample = data[:1] if data is not None and len(data) else np.zeros(in_detail["shape"], np.float32)
+        sample = timing_input(in_detail, data)
         tensor = to_input_tensor(sample, in_detail["dtype"], _quantization(in_detail))
         interpreter.set_tensor(in_detail["index"], tensor)
         for _ in range(self.warmup):
             interpreter.invoke()
         samples_ms = []
-        for _ in range(self.runs):
+        deadline = time.perf_counter() + self.min_seconds
+        while len(samples_ms) < self.runs or time.perf_counter() < deadline:
             t0 = time.perf_counter_ns()
             interpreter.invoke()
             samples_ms.append((time.perf_counter_ns() - t0) / 1e6)
         rss.sample()
-        p50, p90, p99 = latency_percentiles_ms(samples_ms)
 
         outputs = predict(model_bytes, data, threads=self.threads) if data is not None else None
         rss.sample()
+        kernels = "XNNPACK delegate" if self.xnnpack else "built-in kernels (no XNNPACK)"
         return Measurement(
             runner=self.name,
             model_size_bytes=len(model_bytes),
             init_ms=init_ms,
-            latency_ms_p50=p50,
-            latency_ms_p90=p90,
-            latency_ms_p99=p99,
-            runs=self.runs,
+            runs=len(samples_ms),
             threads=self.threads,
             arena_bytes=None,
             peak_rss_growth_bytes=rss.growth_bytes,
             outputs=outputs,
-            notes=("latency measured on this host's CPU, batch 1, XNNPACK delegate",),
+            notes=(f"latency measured on this host's CPU ({platform.machine()}), batch 1, {kernels}",),
+            device=f"host {platform.machine()}",
+            **latency_summary_ms(samples_ms),
         )

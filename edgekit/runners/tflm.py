@@ -35,8 +35,9 @@ from edgekit.runners.base import (
     as_batch,
     captured_stderr,
     from_output_tensor,
-    latency_percentiles_ms,
+    latency_summary_ms,
     pad_batch,
+    timing_input,
     to_input_tensor,
 )
 
@@ -310,8 +311,10 @@ def _bisect(worker: _ProbeWorker, model_bytes: bytes, max_arena_bytes: int) -> A
     result = worker.probe(high)
     while not result.ok:
         if result.crashed:
+            why = (" (SIGABRT: a TFLM kernel check failed, e.g. on a near-zero int8 scale from an untrained or "
+                   "collapsed model)" if result.exit_code == -6 else "")
             raise UnsupportedModelError(
-                f"the TFLite Micro probe process died (exit code {result.exit_code}) loading the model "
+                f"the TFLite Micro probe process died (exit code {result.exit_code}{why}) loading the model "
                 f"with a {high} byte arena; `python -m edgekit.runners.tflm --probe-worker MODEL` shows why"
             )
         if not _is_arena_shortfall(result.log) or high >= max_arena_bytes:
@@ -398,7 +401,7 @@ class TFLMRunner:
         in_detail, _ = _single_io_details(interpreter, model_bytes)
         if data is not None:
             data = as_batch(data, in_detail["shape"])
-        sample = data[:1] if data is not None and len(data) else np.zeros(in_detail["shape"], np.float32)
+        sample = timing_input(in_detail, data)
         interpreter.set_input(to_input_tensor(sample, in_detail["dtype"], _quantization(in_detail)), 0)
         for _ in range(self.warmup):
             interpreter.invoke()
@@ -408,21 +411,27 @@ class TFLMRunner:
             interpreter.invoke()
             samples_ms.append((time.perf_counter_ns() - t0) / 1e6)
         rss.sample()
-        p50, p90, p99 = latency_percentiles_ms(samples_ms)
-        outputs = predict(model_bytes, data, arena_size=arena_size) if data is not None else None
+        outputs = agreement = None
+        if data is not None:
+            from edgekit.export.tflite import agreement as compare
+            from edgekit.runners import litert
+
+            outputs = predict(model_bytes, data, arena_size=arena_size)
+            agreement = compare(litert.predict(model_bytes, data), outputs)
         rss.sample()
         return Measurement(
             runner=self.name,
             model_size_bytes=len(model_bytes),
             init_ms=init_ms,
-            latency_ms_p50=p50,
-            latency_ms_p90=p90,
-            latency_ms_p99=p99,
             runs=self.runs,
             threads=1,
             arena_bytes=arena.arena_bytes,
+            arena_recorded_bytes=arena.recorded_total_bytes,
             peak_rss_growth_bytes=rss.growth_bytes,
             outputs=outputs,
+            agreement=agreement,
+            agreement_reference="litert" if agreement is not None else None,
+            device="host (TFLM reference kernels)",
             notes=(
                 "latency is TFLM reference kernels on this host's CPU, not a microcontroller",
                 (f"arena {arena.arena_bytes} bytes by bisection; recording allocator reported "
@@ -430,6 +439,7 @@ class TFLMRunner:
                  f"tail {arena.recorded_tail_bytes})"),
                 _HOST_NOTE,
             ),
+            **latency_summary_ms(samples_ms),
         )
 
 
