@@ -11,6 +11,7 @@ import sys
 import click
 
 from edgekit.budgets import BUDGET_LABELS, format_budget
+from edgekit.cli_options import budget_options
 from edgekit.errors import EXIT_BAD_INPUT, EXIT_DOES_NOT_FIT, EdgekitError
 
 
@@ -26,15 +27,6 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("edgekit: interrupted", err=True)
             sys.exit(130)
-
-
-def budget_options(f):
-    """--max-flash / --max-ram / --max-latency-ms / --max-energy-mj, shared by commands that take a device."""
-    f = click.option("--max-energy-mj", help="Energy per inference budget (e.g. 2, 500uJ).")(f)
-    f = click.option("--max-latency-ms", help="Latency budget (e.g. 20, 20ms, 0.5s).")(f)
-    f = click.option("--max-ram", help="RAM budget (e.g. 256KB, 1.5MB, 2MiB; KB = 1024 B).")(f)
-    f = click.option("--max-flash", help="Flash / model size budget (e.g. 512KB, 1MB).")(f)
-    return f
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
