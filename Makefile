@@ -4,7 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgekit-installed
 DEMO_DIR := build/demo
-DEMO_DEVICE ?= stm32h743
+DEMO_DEVICE ?= stm32l4r5
+# A quarter of the teacher's int8 size (about 43 KB): forces pruning / a student, then distillation.
+DEMO_FLASH ?= 12KB
 
 .PHONY: demo test venv lint clean
 
@@ -18,7 +20,9 @@ $(STAMP): setup.cfg pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m edgekit.examples.mnist1d_teacher --out $(DEMO_DIR)
-	$(VENV)/bin/edgekit inspect $(DEMO_DIR)/teacher.h5 --device $(DEMO_DEVICE)
+	$(VENV)/bin/edgekit inspect $(DEMO_DIR)/teacher.h5 --device $(DEMO_DEVICE) --max-flash $(DEMO_FLASH) || test $$? -eq 3
+	$(VENV)/bin/edgekit fit $(DEMO_DIR)/teacher.h5 --device $(DEMO_DEVICE) --max-flash $(DEMO_FLASH) \
+		--data $(DEMO_DIR)/train.npz --val $(DEMO_DIR)/val.npz --out $(DEMO_DIR)/fit
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra

@@ -3,6 +3,12 @@
     >>> import edgekit.api as ek
     >>> result = ek.inspect("teacher.h5", device="stm32h743")       # doctest: +SKIP
     >>> result.analysis.macs, result.fits                             # doctest: +SKIP
+    >>> plan = ek.plan("teacher.h5", "stm32l4r5", max_flash="32KB")  # doctest: +SKIP
+    >>> pruned = ek.prune(model, 0.5).model                           # doctest: +SKIP
+    >>> outcome = ek.distill("teacher.h5", "train.npz", width=0.5)    # doctest: +SKIP
+    >>> result = ek.fit("teacher.h5", "stm32l4r5", data="train.npz")  # doctest: +SKIP
+
+Every function imports TensorFlow only when called.
 """
 
 from __future__ import annotations
@@ -60,3 +66,46 @@ def inspect(model_or_path, device: str | None = None, trust: bool = False, **bud
         model_path=str(model_or_path) if loaded is not None else None,
         model_format=loaded.format if loaded is not None else None,
         analysis=analysis, profile=profile, checks=checks)
+
+
+def plan(model_or_path, device: str, data=None, **kwargs):
+    """Plan how a model fits a device (see edgekit.api_plan.plan)."""
+    from edgekit.api_plan import plan as _plan
+
+    return _plan(model_or_path, device, data, **kwargs)
+
+
+def prune(model_or_path, ratio: float | None = None, *, trust: bool = False, **kwargs):
+    """Structured pruning of a model or model file (see edgekit.prune.prune) -> PruneResult."""
+    from edgekit.prune import prune as _prune
+
+    model, _ = load(model_or_path, trust=trust)
+    return _prune(model, ratio, **kwargs)
+
+
+def distill(teacher_or_path, data, **kwargs):
+    """Distil a teacher into a student (see edgekit.api_distill.distill_model) -> DistillOutcome."""
+    from edgekit.api_distill import distill_model
+
+    return distill_model(teacher_or_path, data, **kwargs)
+
+
+def fit(model_or_path, device: str, data=None, **kwargs):
+    """The whole job: plan, compress, quantise, export, measure, report (see edgekit.fitting.fit)."""
+    from edgekit.fitting import fit as _fit
+
+    return _fit(model_or_path, device, data, **kwargs)
+
+
+def export(model_or_path, out, precision: str | None = None, device: str | None = None, **kwargs):
+    """Convert to TFLite (+ TFLite Micro C sources for MCU profiles), check it (see edgekit.api_export.export)."""
+    from edgekit.api_export import export as _export
+
+    return _export(model_or_path, out, precision, device, **kwargs)
+
+
+def bench(model_path, runner: str = "litert", device: str | None = None, **kwargs):
+    """Measure a .tflite with a runner: litert, tflm or adb (see edgekit.api_export.bench)."""
+    from edgekit.api_export import bench as _bench
+
+    return _bench(model_path, runner, device, **kwargs)
