@@ -117,30 +117,12 @@ def variants(name: str, model, x, y, x_test, y_test):
 
 
 def time_rows(rows: list[Row], x_sample: np.ndarray, threads: int) -> None:
-    from ai_edge_litert.interpreter import Interpreter
+    from edgekit.runners.litert import interleaved_median_ms
 
-    from edgekit.runners.base import to_input_tensor
-
-    interpreters = []
-    for row in rows:
-        interpreter = Interpreter(model_content=row.tflite, num_threads=threads)
-        interpreter.allocate_tensors()
-        detail = interpreter.get_input_details()[0]
-        scale, zero = detail["quantization"]
-        quant = (scale, zero) if scale and detail["dtype"] != np.float32 else None
-        interpreter.set_tensor(detail["index"], to_input_tensor(x_sample, detail["dtype"], quant))
-        for _ in range(5):
-            interpreter.invoke()
-        interpreters.append(interpreter)
-    samples: list[list[float]] = [[] for _ in rows]
-    for _ in range(ROUNDS):
-        for i, interpreter in enumerate(interpreters):
-            for _ in range(INVOKES):
-                t0 = time.perf_counter_ns()
-                interpreter.invoke()
-                samples[i].append((time.perf_counter_ns() - t0) / 1e6)
-    for row, s in zip(rows, samples):
-        row.latency_ms[threads] = float(np.median(s))
+    medians = interleaved_median_ms([row.tflite for row in rows], x_sample, threads, rounds=ROUNDS,
+                                    invokes=INVOKES)
+    for row, median in zip(rows, medians):
+        row.latency_ms[threads] = median
 
 
 def arenas(rows: list[Row]) -> None:

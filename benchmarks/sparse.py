@@ -17,7 +17,6 @@ is edgekit's per-model verdict (edgekit.export.sparse.sparsity_verdict).
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -53,27 +52,9 @@ def models():
 
 
 def timings(blobs: list[bytes], x: np.ndarray, threads: int, xnnpack: bool) -> list[float]:
-    from edgekit.runners.base import to_input_tensor
-    from edgekit.runners.litert import _interpreter
+    from edgekit.runners.litert import interleaved_median_ms
 
-    interpreters = []
-    for blob in blobs:
-        interpreter = _interpreter(blob, threads, xnnpack=xnnpack)
-        detail = interpreter.get_input_details()[0]
-        scale, zero = detail["quantization"]
-        quant = (scale, zero) if scale and detail["dtype"] != np.float32 else None
-        interpreter.set_tensor(detail["index"], to_input_tensor(x, detail["dtype"], quant))
-        for _ in range(5):
-            interpreter.invoke()
-        interpreters.append(interpreter)
-    samples: list[list[float]] = [[] for _ in blobs]
-    for _ in range(ROUNDS):
-        for i, interpreter in enumerate(interpreters):
-            for _ in range(INVOKES):
-                t0 = time.perf_counter_ns()
-                interpreter.invoke()
-                samples[i].append((time.perf_counter_ns() - t0) / 1e6)
-    return [float(np.median(s)) for s in samples]
+    return interleaved_median_ms(blobs, x, threads, rounds=ROUNDS, invokes=INVOKES, xnnpack=xnnpack)
 
 
 def main() -> int:

@@ -185,3 +185,27 @@ class LiteRTRunner:
             device=f"host {platform.machine()}",
             **latency_summary_ms(samples_ms),
         )
+
+
+def interleaved_median_ms(blobs: list[bytes], x: np.ndarray, threads: int = 1, *, rounds: int = 20,
+                          invokes: int = 50, warmup: int = 5, xnnpack: bool = True) -> list[float]:
+    """Median single-invoke latency (ms) of several models timed in turns, so background load on a
+    shared machine hits every model alike (the side-by-side comparisons in benchmarks/ rely on it)."""
+    interpreters = []
+    for blob in blobs:
+        interpreter = _interpreter(blob, threads, xnnpack=xnnpack)
+        detail = interpreter.get_input_details()[0]
+        scale, zero = detail["quantization"]
+        quant = (scale, zero) if scale and detail["dtype"] != np.float32 else None
+        interpreter.set_tensor(detail["index"], to_input_tensor(x, detail["dtype"], quant))
+        for _ in range(warmup):
+            interpreter.invoke()
+        interpreters.append(interpreter)
+    samples: list[list[float]] = [[] for _ in blobs]
+    for _ in range(rounds):
+        for i, interpreter in enumerate(interpreters):
+            for _ in range(invokes):
+                t0 = time.perf_counter_ns()
+                interpreter.invoke()
+                samples[i].append((time.perf_counter_ns() - t0) / 1e6)
+    return [float(np.median(s)) for s in samples]

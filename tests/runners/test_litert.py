@@ -83,3 +83,15 @@ def test_quantize_rounds_offsets_and_saturates():
     q = quantize(x, np.dtype(np.int8), scale=0.5, zero_point=3)
     assert q.tolist() == [4, 1, 127, -128, 4, 4, 2]  # ties (+-0.5 steps) round away from zero, as TFLite
     assert dequantize(q, 0.5, 3).tolist() == [0.5, -1.0, 62.0, -65.5, 0.5, 0.5, -0.5]
+
+
+def test_interleaved_timing_ranks_a_100x_bigger_model_slower():
+    from edgekit import zoo
+    from edgekit.export.tflite import convert
+    from edgekit.runners.litert import interleaved_median_ms
+
+    small = convert(zoo.mlp(inputs=16, hidden=(8,), classes=4), "float32").tflite_bytes
+    large = convert(zoo.mlp(inputs=16, hidden=(1024, 1024), classes=4), "float32").tflite_bytes
+    x = np.random.default_rng(0).standard_normal((1, 16)).astype("float32")
+    t_small, t_large = interleaved_median_ms([small, large], x, rounds=3, invokes=20)
+    assert 0 < t_small < t_large
