@@ -21,12 +21,14 @@ from edgekit.cli_options import budget_options
               help="Accuracy drop (absolute) tolerated before QAT is tried and a candidate is called lossy.")
 @click.option("--epochs", type=int, default=30, show_default=True, help="Distillation epochs (best epoch kept).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--adb", is_flag=True, help="Also measure latency on an attached Android phone (phone profiles).")
+@click.option("--adb-binary", type=click.Path(), help="Local benchmark_model binary to push (default: on the phone).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted fit from its last finished stage.")
 @click.option("--trust-model", is_flag=True, help="Allow code stored in the model (Lambda, custom layers).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report object as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def command(model, device, data, val, out_dir, max_flash, max_ram, max_latency_ms, max_energy_mj,
-            max_accuracy_drop, epochs, seed, resume, trust_model, as_json, quiet):
+            max_accuracy_drop, epochs, seed, adb, adb_binary, resume, trust_model, as_json, quiet):
     """Make MODEL fit DEVICE: plan, prune/distil, quantise, export, measure, report.
 
     Exit codes: 0 fits (or already fitted); 2 bad input; 3 nothing reachable fits (the output directory then
@@ -39,7 +41,7 @@ def command(model, device, data, val, out_dir, max_flash, max_ram, max_latency_m
     try:
         result = fit(model, device, data, val=val, out_dir=out_dir, epochs=epochs,
                      max_accuracy_drop=max_accuracy_drop, seed=seed, trust=trust_model, resume=resume,
-                     quiet=quiet or as_json, max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms,
+                     quiet=quiet or as_json, adb=adb, adb_binary=adb_binary, max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms,
                      max_energy_mj=max_energy_mj)
     except FitDoesNotFitError as err:
         if as_json:

@@ -41,6 +41,8 @@ class FitOptions:
     trust: bool = False
     resume: bool = False
     quiet: bool = False
+    adb: bool = False                 # measure latency on an attached Android phone (phone profiles)
+    adb_binary: str | None = None     # a local benchmark_model to push; None: one already on the phone
     max_flash: str | int | None = None
     max_ram: str | int | None = None
     max_latency_ms: str | float | None = None
@@ -50,13 +52,14 @@ class FitOptions:
         return {k: getattr(self, k) for k in ("max_flash", "max_ram", "max_latency_ms", "max_energy_mj")}
 
     def fingerprint_options(self) -> dict:
-        skip = {"out_dir", "resume", "quiet"}
+        skip = {"out_dir", "resume", "quiet", "adb", "adb_binary"}
         return {k: v for k, v in vars(self).items() if k not in skip}
 
 
 def fit(model_or_path, device: str, data=None, *, val=None, out_dir: str | os.PathLike = "edgekit-out",
         epochs: int = DEFAULT_EPOCHS, max_accuracy_drop: float = 0.01, seed: int = 0, trust: bool = False,
-        resume: bool = False, quiet: bool = False, **budgets) -> FitResult:
+        resume: bool = False, quiet: bool = False, adb: bool = False, adb_binary: str | None = None,
+        **budgets) -> FitResult:
     """Make a model fit a device; writes the deliverables into `out_dir` and returns the FitResult.
 
     Args:
@@ -64,6 +67,7 @@ def fit(model_or_path, device: str, data=None, *, val=None, out_dir: str | os.Pa
         device: a profile name (`edgekit devices`) or a profile YAML path.
         data: training data (.npz with x and optional y, .npy, image folder, or (x, y) arrays). Required.
         val: validation data; default: 10% of `data`, stratified.
+        adb: measure latency on an attached Android phone over adb (benchmark_model; adb_binary to push one).
         budgets: max_flash, max_ram, max_latency_ms, max_energy_mj overriding the profile's defaults.
     Raises:
         BadInputError (exit 2) for unusable input, DoesNotFitError (exit 3) when nothing reachable fits; in
@@ -72,7 +76,8 @@ def fit(model_or_path, device: str, data=None, *, val=None, out_dir: str | os.Pa
     from edgekit.fitting.pipeline import run
 
     options = FitOptions(device=device, out_dir=str(out_dir), epochs=epochs, max_accuracy_drop=max_accuracy_drop,
-                         seed=seed, trust=trust, resume=resume, quiet=quiet, **budgets)
+                         seed=seed, trust=trust, resume=resume, quiet=quiet, adb=adb, adb_binary=adb_binary,
+                         **budgets)
     if data is None:
         raise BadInputError(NO_DATA_MESSAGE)
     inputs = [model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None,

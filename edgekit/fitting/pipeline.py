@@ -211,8 +211,20 @@ def _export(tflite: bytes, profile, student, data: Data, workspace: Workspace,
     return mcu.tflite_bytes, names, mcu.arena_bytes
 
 
-def _measure(tflite: bytes, profile, arena: int | None, progress: Progress) -> Measured:
+def _measure(tflite: bytes, profile, arena: int | None, progress: Progress, options=None) -> Measured:
     from edgekit.runners.litert import LiteRTRunner
+
+    phone = None
+    if options is not None and options.adb:
+        if profile.runtime != "litert":
+            raise BadInputError(f"--adb measures on an Android phone; {profile.name} is a {profile.kind} "
+                                f"({profile.runtime}) profile")
+        from edgekit.runners.adb import AdbRunner
+
+        with progress.stage("measure-phone", "running benchmark_model on the attached phone over adb") as note:
+            phone = AdbRunner(binary=options.adb_binary, threads=profile.cpu.threads).run(tflite)
+            phone_ms = phone.latency_ms_p50 if phone.latency_ms_p50 is not None else phone.latency_ms_mean
+            note.append(f"{phone.device}: {phone_ms:.3f} ms")
 
     with progress.stage("measure", "timing the exported model in LiteRT on this host") as note:
         if arena is not None:
@@ -220,13 +232,16 @@ def _measure(tflite: bytes, profile, arena: int | None, progress: Progress) -> M
         host = LiteRTRunner(threads=1, warmup=5, runs=100).run(tflite)
         note.append(f"host p50 {host.latency_ms_p50:.3f} ms")
     ram = arena + profile.cost_model.runtime_overhead_ram_bytes if arena is not None else None
-    is_host = profile.kind == "host"
+    latency, latency_by = None, None
+    if profile.kind == "host":
+        latency, latency_by = host.latency_ms_p50, "LiteRT on this host (p50)"
+    if phone is not None:
+        latency = phone.latency_ms_p50 if phone.latency_ms_p50 is not None else phone.latency_ms_mean
+        latency_by = f"adb benchmark_model on {phone.device} ({'p50' if phone.latency_ms_p50 else 'mean'})"
     return Measured(
         flash_bytes=len(tflite), ram_bytes=ram,
         ram_by=("TFLM arena (bisected) + profile runtime overhead" if arena is not None else None),
-        latency_ms=host.latency_ms_p50 if is_host else None,
-        latency_by="LiteRT on this host (p50)" if is_host else None,
-        host_latency_ms=host.latency_ms_p50, arena_bytes=arena)
+        latency_ms=latency, latency_by=latency_by, host_latency_ms=host.latency_ms_p50, arena_bytes=arena)
 
 
 # ------------------------------------------------------------------------------------------------- run
@@ -257,7 +272,7 @@ def run(model_or_path, data_arg, val_arg, options, workspace: Workspace, progres
         tflite, _float_acc, acc, q_notes = _quantize(teacher, student, plan, profile, data, options, workspace, progress,
                                                     teacher_val)
         tflite, deliverables, arena = _export(tflite, profile, student, data, workspace, progress)
-        measured = _measure(tflite, profile, arena, progress)
+        measured = _measure(tflite, profile, arena, progress, options)
         last = (plan, measured, acc)
         over = _over_budget(measured, limits)
         if not over:

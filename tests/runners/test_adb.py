@@ -171,3 +171,49 @@ def test_the_demo_apps_log_format_is_what_the_parser_reads():
     lines.append("EDGEKIT_DONE " + formats["EDGEKIT_DONE"] % (3, 2.5))
     log = parse_demo_log("\n".join(f"I EdgekitBench: {line}" for line in lines))
     assert (log.init_ms, log.run_ms, log.delegate, log.threads, log.done) == (15.25, (2.5, 2.25, 3.0), "gpu", 4, True)
+
+
+@pytest.mark.slow
+def test_fit_with_adb_reports_the_phones_latency_as_measured(tmp_path, monkeypatch, tiny_conv1d_model,
+                                                              mnist1d_sample):
+    import numpy as np
+
+    from edgekit.fitting import fit
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake_adb(bin_dir, "R58N123ABC\\tdevice", True, TENSORFLOW_42507)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    model_path = tmp_path / "m.h5"
+    tiny_conv1d_model.save(model_path)
+    s = mnist1d_sample
+    np.savez(tmp_path / "train.npz", x=s.x_train, y=s.y_train)
+    result = fit(str(model_path), "pixel7", str(tmp_path / "train.npz"), out_dir=tmp_path / "out", epochs=1,
+                 quiet=True, adb=True, max_latency_ms=50)  # the fake phone answers 33.2 ms
+    latency = next(b for b in result.budgets if b.budget == "latency_ms")
+    assert latency.measured == 33.2094  # the phone's benchmark_model average, not the host's
+    assert "R58N123ABC" in latency.measured_by
+    assert "push" in (bin_dir / "calls.txt").read_text()
+
+
+@pytest.mark.slow
+def test_fit_replans_then_gives_up_when_the_phone_measures_over_budget(tmp_path, monkeypatch, tiny_conv1d_model,
+                                                                       mnist1d_sample):
+    import numpy as np
+
+    from edgekit.fitting import fit
+    from edgekit.fitting.pipeline import MAX_REPLANS, FitDoesNotFitError
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake_adb(bin_dir, "R58N123ABC\\tdevice", True, TENSORFLOW_42507)  # always answers 33.2 ms
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    model_path = tmp_path / "m.h5"
+    tiny_conv1d_model.save(model_path)
+    np.savez(tmp_path / "train.npz", x=mnist1d_sample.x_train, y=mnist1d_sample.y_train)
+    with pytest.raises(FitDoesNotFitError, match="latency_ms over budget"):
+        fit(str(model_path), "pixel7", str(tmp_path / "train.npz"), out_dir=tmp_path / "out", epochs=1, quiet=True,
+            adb=True, max_latency_ms=20)
+    pushes = (bin_dir / "calls.txt").read_text().count(" push ")
+    assert pushes >= MAX_REPLANS + 1  # measured, tightened and re-planned each round before giving up
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.html", "report.json", "report.md"]
