@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict
 from types import MappingProxyType
 
@@ -104,19 +103,10 @@ def plan_from_dict(d: dict, source: str = "plan") -> Plan:
 
 
 def write_plan(plan: Plan, path: str | os.PathLike) -> None:
-    """Write plan.json atomically: a temporary file in the same directory, then os.replace."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=".plan-", suffix=".json.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(plan_to_dict(plan), f, indent=2)
-            f.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
+    """Write plan.json atomically (edgekit.export.writing: temporary file in the same directory, then rename)."""
+    from edgekit.export.writing import write_atomically
+
+    write_atomically({os.fspath(path): json.dumps(plan_to_dict(plan), indent=2) + "\n"})
 
 
 def read_plan(path: str | os.PathLike) -> Plan:

@@ -16,17 +16,17 @@ probabilities to steps of 1/256.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
-import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgekit.datasets import Split, load_mnist1d
+from edgekit.model_io import save_model
 
 DEFAULT_EPOCHS = 20
 DEFAULT_BATCH_SIZE = 64
@@ -117,7 +117,7 @@ def train_teacher(
     test_accuracy = float(model.evaluate(split.x_test, split.y_test, verbose=0)[1])
 
     model_path = out / "teacher.h5"
-    _save_h5_atomically(model, model_path)
+    save_model(model, model_path)
     data_paths = _save_splits(split, out)
     if verbose:
         print(f"teacher: {model.count_params()} params, {epochs} epochs in {train_seconds:.1f} s; "
@@ -125,40 +125,12 @@ def train_teacher(
     return TeacherRun(model_path, data_paths, val_accuracy, test_accuracy, train_seconds, epochs, seed)
 
 
-def _save_h5_atomically(model, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".teacher-", suffix=".h5", dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            # h5 is the format asked for (tfmot and the rest of edgekit read it): no "legacy" nag.
-            warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
-            model.save(tmp, save_format="h5", include_optimizer=False)
-        _make_readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _save_npz_atomically(path: Path, **arrays: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        _make_readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    from edgekit.export.writing import write_atomically
 
-
-def _make_readable(path: str) -> None:
-    # mkstemp creates files 0600; give outputs the permissions a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomically({os.fspath(path): buffer.getvalue()})
 
 
 def _save_splits(split: Split, out: Path) -> tuple[Path, Path, Path]:

@@ -12,7 +12,7 @@ runner -> if a measured figure breaks a budget, tighten the margin and re-plan (
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.errors import BadInputError, DoesNotFitError
@@ -94,4 +94,4 @@ def fit(model_or_path, device: str, data=None, *, val=None, out_dir: str | os.Pa
     return run(model_or_path, data, val, options, workspace, progress)
 
 
-__all__ = ["DoesNotFitError", "FitOptions", "FitResult", "fit", "replace"]
+__all__ = ["DoesNotFitError", "FitOptions", "FitResult", "fit"]

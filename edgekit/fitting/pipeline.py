@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -290,18 +290,12 @@ def run(model_or_path, data_arg, val_arg, options, workspace: Workspace, progres
     plan, measured, acc = last
     result = _result(model_name, profile, plan, measured, teacher_acc, acc, limits, progress,
                      status="already_fits" if plan.chosen.kind == "original" else "fits",
-                     notes=(*plan.explanation, *q_notes), teacher=teacher)
-    result = replace_artifacts(result, {n: str(workspace.out_dir / n) for n in (*deliverables, "model.h5", *REPORTS)})
+                     notes=(*plan.explanation, *q_notes))
+    result = replace(result, artifacts={n: str(workspace.out_dir / n) for n in (*deliverables, "model.h5", *REPORTS)})
     _write_reports(result, workspace)
     workspace.publish([*deliverables, "model.h5", *REPORTS])
     workspace.discard()
     return result
-
-
-def replace_artifacts(result: FitResult, artifacts: dict) -> FitResult:
-    from dataclasses import replace
-
-    return replace(result, artifacts=artifacts)
 
 
 def _over_budget(measured: Measured, limits: dict) -> dict[str, float]:
@@ -320,8 +314,8 @@ def _channels(plan) -> tuple[LayerChannels, ...]:
                  if w.channels_before is not None)
 
 
-def _result(model_name, profile, plan, measured: Measured | None, teacher_acc, acc, limits, progress, status, notes,
-            teacher) -> FitResult:
+def _result(model_name, profile, plan, measured: Measured | None, teacher_acc, acc, limits, progress, status,
+            notes) -> FitResult:
     predicted = dict(plan.chosen.predicted)
     m = {"flash_bytes": (measured.flash_bytes, "exported .tflite size") if measured else (None, None),
          "ram_bytes": (measured.ram_bytes, measured.ram_by) if measured else (None, None),
@@ -358,7 +352,7 @@ def _does_not_fit(model_name, profile, limits, message, last, teacher_acc, works
     if last is not None:
         plan, measured, acc = last
         result = _result(model_name, profile, plan, measured, teacher_acc, acc, limits, progress, "does_not_fit",
-                         (message, *plan.explanation), teacher=None)
+                         (message, *plan.explanation))
     reports = ["report.json", "report.md", "report.html"]
     _write_reports(result, workspace)
     workspace.publish(reports)

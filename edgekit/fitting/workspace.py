@@ -49,15 +49,11 @@ class Workspace:
             self.done: dict[str, dict] = state.get("stages", {})
             self.resumed = bool(self.done)
         else:
-            if resume and state is not None:
-                self.resumed_mismatch = True
             shutil.rmtree(self.work_dir, ignore_errors=True)
             self.done = {}
             self.resumed = False
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._write_state()
-
-    resumed_mismatch = False
 
     def _read_state(self) -> dict | None:
         try:
@@ -132,7 +128,6 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    from edgekit.export.writing import write_atomically
+
+    write_atomically({os.fspath(path): data})
