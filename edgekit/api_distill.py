@@ -273,19 +273,11 @@ def _datasets(data, val, teacher, seed: int):
 
 
 def _dataset(value, input_shape: tuple, role: str):
-    from edgekit import data as data_mod
+    from edgekit.data import as_dataset
 
-    if _is_path(value):
-        return data_mod.load_data(value, model_input_shape=input_shape)
-    if isinstance(value, data_mod.Dataset):
-        x, y, source = value.x, value.y, value.source
-    elif isinstance(value, (tuple, list)) and len(value) == 2:
-        (x, y), source = value, role
-    elif value is None:
+    if value is None:
         raise BadInputError(f"{role}: no data given; pass a .npz/.npy path, a folder of images or arrays")
-    else:
-        x, y, source = value, None, role
-    return data_mod.from_arrays(x, y, model_input_shape=input_shape, source=source)
+    return as_dataset(value, input_shape, role)
 
 
 def _check_against_teacher(dataset, teacher) -> None:

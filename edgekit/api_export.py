@@ -172,13 +172,9 @@ def _data(data, model):
     """(train, val) Datasets from a path or (x, y), checked against the model's input; (None, None) without."""
     if data is None:
         return None, None
-    from edgekit.data import from_arrays, load_data, split
+    from edgekit.data import as_dataset, split
 
-    if isinstance(data, (str, os.PathLike)):
-        dataset = load_data(data, model.input_shape)
-    else:
-        x, y = data if isinstance(data, tuple) else (data, None)
-        dataset = from_arrays(x, y, model.input_shape)
+    dataset = as_dataset(data, model.input_shape)
     if len(dataset) < 10:
         return dataset, dataset
     return split(dataset, val_fraction=0.2, seed=0)

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from edgekit.planner import DEFAULT_ACCURACY_TOLERANCE, DEFAULT_MARGIN, Plan
@@ -17,18 +16,10 @@ VAL_FRACTION = 0.2
 
 
 def _as_dataset(data, model, name: str):
-    """An edgekit.data.Dataset from a path, a Dataset, (x, y) arrays or x alone; None for None."""
-    if data is None:
-        return None
-    from edgekit.data import Dataset, from_arrays, load_data
+    """An edgekit.data.Dataset checked against the model's input (edgekit.data.as_dataset); None for None."""
+    from edgekit.data import as_dataset
 
-    if isinstance(data, (str, os.PathLike)):
-        return load_data(data, model.input_shape)
-    if isinstance(data, Dataset):
-        return data
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        return from_arrays(data[0], data[1], model.input_shape, name)
-    return from_arrays(data, None, model.input_shape, name)
+    return as_dataset(data, model.input_shape, name)
 
 
 def plan(model_or_path, device: str, data=None, *, val_data=None, margin: float = DEFAULT_MARGIN,

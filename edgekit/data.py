@@ -109,6 +109,22 @@ def conform_to_input_shape(x: np.ndarray, model_input_shape: Sequence[int | None
                         f"{_fmt(model_input_shape)}; {_shape_fix_hint(have, want)}")
 
 
+def as_dataset(value, model_input_shape: Sequence[int | None] | None = None, source: str = "data") -> Dataset | None:
+    """A checked Dataset from what the API accepts as data: a path (.npz/.npy/image folder), a Dataset,
+    an (x, y) pair or x alone; None stays None. Every form gets the same checks against the model input."""
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        return load_data(value, model_input_shape)
+    if isinstance(value, Dataset):
+        x, y, source = value.x, value.y, value.source
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        x, y = value
+    else:
+        x, y = value, None
+    return from_arrays(x, y, model_input_shape=model_input_shape, source=source)
+
+
 def split(dataset: Dataset, val_fraction: float = 0.1, seed: int = 0) -> tuple[Dataset, Dataset]:
     """Split into (train, val); stratified by class when y holds class labels, at least one sample each."""
     n = len(dataset)

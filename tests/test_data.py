@@ -146,3 +146,18 @@ def test_split_one_hot_unlabelled_and_tiny():
     assert (len(train), len(val)) == (2, 1)
     with pytest.raises(BadInputError, match="cannot be split"):
         split(Dataset(x=np.zeros((1, 1), np.float32)))
+
+
+def test_as_dataset_checks_every_accepted_form_alike(tmp_path):
+    from edgekit.data import as_dataset
+
+    x = np.random.default_rng(0).random((12, 40)).astype(np.float32)  # missing the channel axis
+    y = np.arange(12) % 3
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    forms = [str(tmp_path / "d.npz"), (x, y), load_data(tmp_path / "d.npz")]
+    for value in forms:
+        dataset = as_dataset(value, (None, 40, 1))
+        assert dataset.x.shape == (12, 40, 1) and list(dataset.y) == list(y)
+    assert as_dataset(x, (None, 40, 1)).y is None and as_dataset(None, (None, 40, 1)) is None
+    with pytest.raises(BadInputError, match="val"):
+        as_dataset((x, y[:5]), (None, 40, 1), "val")

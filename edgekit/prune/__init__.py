@@ -104,17 +104,11 @@ class PruneResult:
 
 def _as_xy(data, model, name: str) -> tuple[np.ndarray, np.ndarray | None] | None:
     """(x, y) from a Dataset (edgekit.data), an (x, y) tuple or an x array, checked against the model input."""
-    if data is None:
-        return None
-    from edgekit.data import from_arrays
+    from edgekit.data import as_dataset
 
-    if hasattr(data, "x"):
-        x, y = data.x, getattr(data, "y", None)
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = data
-    else:
-        x, y = data, None
-    dataset = from_arrays(x, y, model_input_shape=model.input_shape, source=name)
+    dataset = as_dataset(data, model.input_shape, name)
+    if dataset is None:
+        return None
     if len(dataset) == 0:
         raise BadInputError(f"{name}: no samples")
     return dataset.x, dataset.y
