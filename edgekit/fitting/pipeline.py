@@ -56,15 +56,14 @@ class Measured:
 
 
 def load_fit_data(data, val, model, seed: int) -> Data:
-    from edgekit.api_plan import _as_dataset
-    from edgekit.data import split
+    from edgekit.data import as_dataset, split
 
-    train = _as_dataset(data, model, "data")
+    train = as_dataset(data, model.input_shape, "data")
     if len(train.x) < 10:
         raise BadInputError(f"{getattr(train, 'source', 'data')}: only {len(train.x)} samples; fit needs at least "
                             "a few hundred to calibrate and retrain")
     if val is not None:
-        held = _as_dataset(val, model, "val")
+        held = as_dataset(val, model.input_shape, "val")
     else:
         train, held = split(train, val_fraction=0.1, seed=seed)
     return Data(train.x, train.y, held.x, held.y)
