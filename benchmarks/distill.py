@@ -44,9 +44,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgekit.api_distill import FEATURE_ATTENTION_WEIGHT, FEATURE_HINT_WEIGHT
-from edgekit.costs import analyze
-from edgekit.keras_ir import from_keras
+from edgekit.costmodel.layer_costs import analyze
+from edgekit.ir.from_keras import from_keras
+from edgekit.workflows.distill import FEATURE_ATTENTION_WEIGHT, FEATURE_HINT_WEIGHT
 
 MAC_FRACTION = 0.25
 LEARNING_RATE = 3e-3  # the example teacher's; used for every row
@@ -148,9 +148,9 @@ def widest_shrunk_width(teacher, teacher_width: int, target_macs: int) -> int:
 
 def run_dataset(name: str, epochs: int, seeds: int, temperature: float, alpha: float, say) -> DatasetRun:
     from edgekit._tf import tf_keras
-    from edgekit.datasets import load_digits_split, load_mnist1d
     from edgekit.distill import distill
     from edgekit.distill.students import shrink_teacher, student_for
+    from edgekit.examples.datasets import load_digits_split, load_mnist1d
     from edgekit.examples.mnist1d_teacher import build_teacher
     from edgekit.prune import prune
 

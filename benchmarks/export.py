@@ -60,19 +60,19 @@ def _fit(model, x, y, epochs, lr=3e-3):
 
 def load_model(name: str):
     """(model, x_train, y_train, x_test, y_test or None)."""
-    from edgekit import zoo
     from edgekit._tf import tf_keras
+    from edgekit.examples import zoo
 
     keras = tf_keras()
     keras.utils.set_random_seed(0)
     if name == "teacher":
-        from edgekit.datasets import load_mnist1d
+        from edgekit.examples.datasets import load_mnist1d
         from edgekit.examples.mnist1d_teacher import build_teacher
 
         d = load_mnist1d(n_samples=5000, seed=42)
         return _fit(build_teacher(), d.x_train, d.y_train, 15), d.x_train, d.y_train, d.x_test, d.y_test
     if name == "resnet8":
-        from edgekit.datasets import load_digits_split
+        from edgekit.examples.datasets import load_digits_split
 
         d = load_digits_split(seed=0)
         model = zoo.resnet8(input_shape=d.input_shape, classes=10, widths=(16, 32, 32))

@@ -115,7 +115,7 @@ class Table:
 
 
 def load_split(name: str):
-    from edgekit.datasets import load_digits_split, load_mnist1d
+    from edgekit.examples.datasets import load_digits_split, load_mnist1d
 
     return load_mnist1d(n_samples=10000, seed=42) if name == "mnist1d" else load_digits_split(seed=0)
 
@@ -174,8 +174,8 @@ def scratch_student(architecture, teacher, split, epochs: int):
 def run_fit(teacher, split, profile_name: str, max_flash: int, epochs: int, out_dir: Path, quiet: bool):
     """(FitResult or None, fitted Keras model or None, .tflite bytes or None, failure message)."""
     from edgekit.errors import DoesNotFitError
-    from edgekit.fitting import fit
     from edgekit.model_io import load_model
+    from edgekit.workflows.fit import fit
 
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Keras prints epochs to stdout; keep it for the tables
@@ -210,9 +210,9 @@ class Measurer:
         return self._arena[key]
 
     def row(self, name: str, model, tflite: bytes, note: str = "") -> Row:
-        from edgekit.analysis import analyze_graph
-        from edgekit.budgets import predicted_costs
-        from edgekit.keras_ir import from_keras
+        from edgekit.costmodel.analysis import analyze_graph
+        from edgekit.costmodel.predict import predicted_costs
+        from edgekit.ir.from_keras import from_keras
         from edgekit.runners.litert import predict
 
         x_test, y_test = np.asarray(self.split.x_test), np.asarray(self.split.y_test)

@@ -11,7 +11,7 @@
 
 Models (`EVAL_ZOO`): MobileNet V1/V2 at several widths and resolutions, ResNet-8, DS-CNN, Conv1D nets, MLPs
 and two small branchy nets, each converted at float32 and int8 (float16 with --precisions). None is a
-calibration micro-benchmark (edgekit.calibrate.MICRO_BENCHMARKS are one-layer models). Each model is timed
+calibration micro-benchmark (edgekit.workflows.microbenchmarks.MICRO_BENCHMARKS are one-layer models). Each model is timed
 through LiteRT (XNNPACK, the profile's thread count), all models interleaved over many rounds; the figure
 is the 10th percentile of its single invokes, as in calibration, and the smallest of `--repeats` timing
 passes (default 2); the spread between passes shows how stable the machine was.
@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgekit.latency import KernelTraits, estimate_for_profile, estimate_latency, op_workloads
+from edgekit.costmodel.latency import KernelTraits, estimate_for_profile, estimate_latency, op_workloads
 from edgekit.profiles import load_profile
 
 # name -> (zoo builder, keyword arguments)
@@ -57,16 +57,16 @@ MICRO_PRECISIONS = ("float32", "int8")
 
 
 def build_graphs():
-    from edgekit import zoo
-    from edgekit.keras_ir import from_keras
+    from edgekit.examples import zoo
+    from edgekit.ir.from_keras import from_keras
 
     models = {name: zoo.build(builder, **kwargs) for name, (builder, kwargs) in EVAL_ZOO.items()}
     return models, {name: from_keras(m) for name, m in models.items()}
 
 
 def micro_graphs():
-    from edgekit.calibrate import MICRO_BENCHMARKS, build_micro_benchmark
-    from edgekit.keras_ir import from_keras
+    from edgekit.ir.from_keras import from_keras
+    from edgekit.workflows.microbenchmarks import MICRO_BENCHMARKS, build_micro_benchmark
 
     models = {b.name: build_micro_benchmark(b) for b in MICRO_BENCHMARKS}
     return models, {name: from_keras(m) for name, m in models.items()}
@@ -74,8 +74,8 @@ def micro_graphs():
 
 def measure(models, precisions, threads: int, rounds: int, repeats: int, micro_models=None) -> dict:
     """{"latency_ms": {"name:precision": [ms per pass]}, ...}; micro-benchmarks under "micro_latency_ms"."""
-    from edgekit.calibrate import time_tflite_models
     from edgekit.export.tflite import convert
+    from edgekit.workflows.microbenchmarks import time_tflite_models
 
     tflite = {}
     for name, model in models.items():
@@ -103,7 +103,7 @@ def measure(models, precisions, threads: int, rounds: int, repeats: int, micro_m
 
 def same_session_model(measured: dict, profile):
     """Fit the cost model on the micro-benchmarks timed in the same passes as the zoo."""
-    from edgekit.calibrate_fit import TimedModel, fit_cost_model
+    from edgekit.costmodel.rate_fitting import TimedModel, fit_cost_model
 
     _, graphs = micro_graphs()
     timed = [
@@ -121,7 +121,7 @@ def same_session_model(measured: dict, profile):
 
 def calibration_model(calibration: dict):
     """The full cost model in `edgekit calibrate --json` output, per-inference overhead included."""
-    from edgekit.calibrate_fit import FittedCostModel
+    from edgekit.costmodel.rate_fitting import FittedCostModel
 
     c = calibration.get("full_fit", calibration)["cost_model"]
     return FittedCostModel(

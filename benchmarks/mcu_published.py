@@ -3,10 +3,10 @@ calibrated on, and how its predictions compare with the published figures it was
 
     .venv/bin/python benchmarks/mcu_published.py
 
-The models are the MLPerf Tiny benchmark networks rebuilt in code (edgekit.zoo; random weights, same
+The models are the MLPerf Tiny benchmark networks rebuilt in code (edgekit.examples.zoo; random weights, same
 shapes): image classification ResNet-8, keyword spotting DS-CNN, visual wake words MobileNetV1-0.25 at
 96x96x3, anomaly detection FC autoencoder (640-128x4-8-128x4-640), and TFLM's person_detection model
-(MobileNetV1-0.25 at 96x96x1). Predictions are int8, from `edgekit.latency` with each profile.
+(MobileNetV1-0.25 at 96x96x1). Predictions are int8, from `edgekit.costmodel.latency` with each profile.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgekit.latency import estimate_for_profile
+from edgekit.costmodel.latency import estimate_for_profile
 from edgekit.profiles import load_profile
 
 MODELS = {
@@ -70,9 +70,9 @@ PUBLISHED = (
 
 
 def build_graphs():
-    from edgekit import zoo
     from edgekit._tf import tf_keras
-    from edgekit.keras_ir import from_keras
+    from edgekit.examples import zoo
+    from edgekit.ir.from_keras import from_keras
 
     graphs = {}
     for name, (builder, kwargs) in MODELS.items():
@@ -97,7 +97,7 @@ def main() -> int:
         profile = load_profile(pub.profile)
         graph = graphs[pub.model]
         est = estimate_for_profile(graph, profile, "int8")
-        from edgekit.costs import analyze
+        from edgekit.costmodel.layer_costs import analyze
 
         err = est.latency_ms / pub.latency_ms - 1
         if not pub.used_for_calibration:

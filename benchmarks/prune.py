@@ -37,9 +37,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgekit import zoo
-from edgekit.costs import analyze
-from edgekit.keras_ir import from_keras
+from edgekit.costmodel.layer_costs import analyze
+from edgekit.examples import zoo
+from edgekit.ir.from_keras import from_keras
 
 RATIOS = (0.25, 0.5, 0.75)
 MODELS = ("mnist1d_teacher", "resnet8", "dscnn", "mobilenet_v2")
@@ -130,7 +130,7 @@ def time_interleaved(variants: list[Variant], rounds: int, invokes: int) -> None
 
 
 def size_and_latency(model_names, rounds: int, invokes: int) -> list[Variant]:
-    from edgekit.datasets import load_mnist1d
+    from edgekit.examples.datasets import load_mnist1d
     from edgekit.prune import prune
     from edgekit.prune.sparsity import sparsify
 
@@ -176,7 +176,7 @@ def print_size_table(rows: list[Variant]) -> None:
 def mnist1d_plain_teacher():
     """(model, test accuracy): zoo.conv1d_net, Conv1D 64-64-64 + max-pooling, no BatchNorm, 20 epochs."""
     from edgekit._tf import tensorflow, tf_keras
-    from edgekit.datasets import load_mnist1d
+    from edgekit.examples.datasets import load_mnist1d
 
     tf, keras = tensorflow(), tf_keras()
     split = load_mnist1d(n_samples=10000, seed=42)
@@ -192,7 +192,7 @@ def mnist1d_plain_teacher():
 
 def mnist1d_accuracy(criteria=("l1", "taylor")) -> list[tuple[str, str, float, float, float, float]]:
     """(teacher, run, MACs share, test accuracy, teacher accuracy, seconds) for each run."""
-    from edgekit.datasets import load_mnist1d
+    from edgekit.examples.datasets import load_mnist1d
     from edgekit.prune import prune
 
     split = load_mnist1d(n_samples=10000, seed=42)

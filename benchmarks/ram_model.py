@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/ram_model.py --save r.json   # keep the measurements
     .venv/bin/python benchmarks/ram_model.py --load r.json   # re-predict from kept measurements
 
-Arena: `edgekit.size_model.estimate_tflm_arena` against the smallest arena TFLite Micro allocates and
+Arena: `edgekit.costmodel.size.estimate_tflm_arena` against the smallest arena TFLite Micro allocates and
 invokes the int8 model with (`edgekit.runners.tflm.measure_arena`, bisection to the byte on this
 64-bit host). Flash: `estimate_tflite_bytes` against `len(convert(model, precision))`. Biases and BatchNorm
 statistics get random values first, as a trained model has (the converter drops all-zero dense
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from latency_model import build_graphs
 
-from edgekit.size_model import estimate_tflite_bytes, estimate_tflm_arena
+from edgekit.costmodel.size import estimate_tflite_bytes, estimate_tflm_arena
 
 PRECISIONS = ("float32", "float16", "dynamic_int8", "int8")
 ARENA_TOLERANCE = 0.05

@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 def fit(model_or_path, device: str, data=None, **budgets_and_options):
     """Make a model fit a device and prove it: `edgekit.fit("m.h5", device="pixel7", data="train.npz")`.
 
-    Returns a FitResult (edgekit.report); see edgekit.fitting.fit for the options.
+    Returns a FitResult (edgekit.workflows.fit.report); see edgekit.workflows.fit.fit for the options.
     """
-    from edgekit.fitting import fit as _fit
+    from edgekit.workflows.fit import fit as _fit
 
     return _fit(model_or_path, device, data, **budgets_and_options)

@@ -1,21 +1,16 @@
-"""Compare an analysis with a device's budgets: one BudgetCheck per budget (pure).
+"""Budgets: what share of a device a model may use, their names, units and parsing (one place, pure).
 
-Estimates per budget: flash = predicted .tflite size at the profile's preferred precision; RAM = the
-predicted TFLite Micro arena (tflm profiles) or the planned activation arena plus the runtime's fixed
-overhead (litert); latency and energy from `edgekit.latency`.
+``Budgets`` is resolved once (profile defaults + command-line overrides) and passed down as a value.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from edgekit.analysis import Analysis
-from edgekit.latency import estimate_for_profile
-from edgekit.units import format_bytes
+from edgekit.errors import BadInputError
+from edgekit.units import format_bytes, parse_bytes, parse_mj, parse_ms
 
-STRIP_FIXED_BYTES = 880
-STRIP_BYTES_PER_TENSOR = 41
-STRIP_BYTES_PER_OP = 34
 BUDGET_KEYS = ("flash_bytes", "ram_bytes", "latency_ms", "energy_mj")
 BUDGET_LABELS = {"flash_bytes": "flash", "ram_bytes": "RAM", "latency_ms": "latency", "energy_mj": "energy"}
 
@@ -32,53 +27,54 @@ def format_budget(key: str, value: float | None) -> str:
 
 
 @dataclass(frozen=True)
-class BudgetCheck:
-    budget: str            # one of BUDGET_KEYS
-    estimate: float
-    limit: float | None    # None: the budget is not set
-    basis: str             # how the estimate was made
+class Budgets:
+    """The share of the device the model may use; ``None`` means no budget on that resource."""
 
-    @property
-    def fits(self) -> bool | None:
-        return None if self.limit is None else self.estimate <= self.limit
+    flash_bytes: int | None
+    ram_bytes: int | None
+    latency_ms: float | None
+    energy_mj: float | None
 
-    @property
-    def headroom(self) -> float | None:
-        """Share of the limit left (negative when over)."""
-        return None if not self.limit else 1.0 - self.estimate / self.limit
+    def with_overrides(self, **overrides: float | None) -> Budgets:
+        """A copy with the given budgets replaced; a value of ``None`` keeps the current one."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
-
-def predicted_costs(analysis: Analysis, profile, precision: str | None = None) -> dict[str, tuple[float, str]]:
-    """budget key -> (estimate, basis) at `precision` (default: the profile's preferred one)."""
-    precision = precision or profile.precision_preferred
-    size = analysis.tflite_bytes[precision]
-    flash = size.flash_bytes
-    flash_basis = f"predicted {precision} .tflite size"
-    if profile.runtime == "tflm":
-        # MCU exports are stripped of tensor names, signatures and metadata (edgekit.export.strip); fitted
-        # on 8 int8 models (teacher widths 8-64, Conv1D net, DS-CNN, ResNet-8, MLP, autoencoder): saves
-        # 880 B + 41 B per tensor - 34 B per op (the op table entries it re-packs), 1.5-1.8 KB in all.
-        flash -= max(0, STRIP_FIXED_BYTES + STRIP_BYTES_PER_TENSOR * size.n_tensors - STRIP_BYTES_PER_OP * size.n_ops)
-        flash_basis = f"predicted {precision} .tflite size, stripped for TFLM"
-        arena = analysis.tflm_arena.arena_bytes
-        if precision != "int8":  # float kernels: 4-byte activations in the planned head, same persistent tail
-            arena = analysis.tflm_arena.tail_bytes + analysis.peak_activation_bytes["float32"]
-        ram = arena + profile.cost_model.runtime_overhead_ram_bytes
-        ram_basis = "predicted TFLM arena + runtime overhead"
-    else:
-        act = analysis.peak_activation_bytes["int8" if precision == "int8" else "float32"]
-        ram = act + profile.cost_model.runtime_overhead_ram_bytes
-        ram_basis = "planned activations + runtime overhead"
-    lat = estimate_for_profile(analysis.graph, profile, precision, analysis.cost)
-    return {
-        "flash_bytes": (flash, flash_basis),
-        "ram_bytes": (ram, ram_basis),
-        "latency_ms": (lat.latency_ms, f"cost model ({profile.name}, {precision})"),
-        "energy_mj": (lat.energy_mj, "latency x active power"),
-    }
+    def as_dict(self) -> dict[str, int | float | None]:
+        """Keyed ``flash_bytes, ram_bytes, latency_ms, energy_mj``."""
+        return dataclasses.asdict(self)
 
 
-def check_budgets(analysis: Analysis, profile, budgets, precision: str | None = None) -> list[BudgetCheck]:
-    costs = predicted_costs(analysis, profile, precision)
-    limits = budgets.as_dict()
-    return [BudgetCheck(k, costs[k][0], limits.get(k), costs[k][1]) for k in BUDGET_KEYS]
+def parse_budget_overrides(
+    max_flash: str | int | None = None,
+    max_ram: str | int | None = None,
+    max_latency_ms: str | float | None = None,
+    max_energy_mj: str | float | None = None,
+) -> dict[str, int | float]:
+    """Turn CLI budget options into keyword arguments for :meth:`Budgets.with_overrides` (given ones only).
+
+    >>> parse_budget_overrides(max_ram="256KB", max_latency_ms="0.5s")
+    {'ram_bytes': 262144, 'latency_ms': 500.0}
+    """
+    options = (
+        ("--max-flash", "flash_bytes", parse_bytes, max_flash),
+        ("--max-ram", "ram_bytes", parse_bytes, max_ram),
+        ("--max-latency-ms", "latency_ms", parse_ms, max_latency_ms),
+        ("--max-energy-mj", "energy_mj", parse_mj, max_energy_mj),
+    )
+    out: dict[str, int | float] = {}
+    for option, key, parser, value in options:
+        if value is None:
+            continue
+        try:
+            parsed = parser(value, option)
+        except ValueError as exc:
+            raise BadInputError(str(exc)) from None
+        if parsed <= 0:
+            raise BadInputError(f"{option}: {value!r} must be greater than zero")
+        out[key] = parsed
+    return out
+
+
+def resolve_budgets(profile, **overrides) -> Budgets:
+    """The profile's default budgets with the given CLI-style overrides (max_flash="12KB", ...) applied."""
+    return profile.budgets.with_overrides(**parse_budget_overrides(**overrides))

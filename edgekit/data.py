@@ -24,6 +24,9 @@ import numpy as np
 
 from edgekit.errors import BadInputError
 
+# The share of training data held out for validation when none is given (distill, prune, plan, fit).
+VAL_FRACTION = 0.1
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 IN_MEMORY = "<arrays>"
 
@@ -125,7 +128,7 @@ def as_dataset(value, model_input_shape: Sequence[int | None] | None = None, sou
     return from_arrays(x, y, model_input_shape=model_input_shape, source=source)
 
 
-def split(dataset: Dataset, val_fraction: float = 0.1, seed: int = 0) -> tuple[Dataset, Dataset]:
+def split(dataset: Dataset, val_fraction: float = VAL_FRACTION, seed: int = 0) -> tuple[Dataset, Dataset]:
     """Split into (train, val); stratified by class when y holds class labels, at least one sample each."""
     n = len(dataset)
     if not 0.0 < val_fraction < 1.0:

@@ -11,7 +11,8 @@ No TensorFlow here: ``edgekit devices`` lists profiles without importing it.
 >>> profile = load_profile("nrf52840")
 >>> profile.ram_bytes, profile.budgets.ram_bytes
 (262144, 131072)
->>> tighter = profile.budgets.with_overrides(**parse_budget_overrides(max_ram="96KB"))
+>>> from edgekit.budgets import resolve_budgets
+>>> tighter = resolve_budgets(profile, max_ram="96KB")
 >>> tighter.ram_bytes, tighter.flash_bytes == profile.budgets.flash_bytes
 (98304, True)
 """
@@ -28,7 +29,9 @@ from typing import Any
 
 import yaml
 
+from edgekit.budgets import Budgets
 from edgekit.errors import BadInputError
+from edgekit.precisions import DEVICE_PRECISIONS
 from edgekit.units import (
     parse_bytes,
     parse_count,
@@ -44,7 +47,6 @@ PROFILES_DIR_ENV = "EDGEKIT_PROFILES_DIR"
 
 KINDS = ("phone", "sbc", "mcu", "host")
 RUNTIMES = ("litert", "tflm")
-PRECISIONS = ("int8", "int16x8", "float16", "float32")
 MAC_OP_CLASSES = ("conv", "depthwise", "dense")
 ELEMENT_OP_CLASSES = ("pooling", "elementwise")
 # Sections holding numbers; each must say where its numbers come from.
@@ -65,24 +67,6 @@ _SECTION_KEYS = {
 }
 _OPTIONAL_KEYS = {"channel_multiple", "threads", "simd", "energy_pj_per_mac", "energy_pj_per_byte",
                   "per_inference_overhead_us"}
-
-
-@dataclass(frozen=True)
-class Budgets:
-    """The share of the device the model may use; ``None`` means no budget on that resource."""
-
-    flash_bytes: int | None
-    ram_bytes: int | None
-    latency_ms: float | None
-    energy_mj: float | None
-
-    def with_overrides(self, **overrides: float | None) -> Budgets:
-        """A copy with the given budgets replaced; a value of ``None`` keeps the current one."""
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
-
-    def as_dict(self) -> dict[str, int | float | None]:
-        """Keyed ``flash_bytes, ram_bytes, latency_ms, energy_mj``."""
-        return _plain(self)
 
 
 @dataclass(frozen=True)
@@ -197,37 +181,6 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
             "(or pass the path of your own .yaml profile, see device_profiles/README.md)"
         )
     return _load_file(profiles_dir() / f"{text.lower()}.yaml", expected_name=text.lower())
-
-
-def parse_budget_overrides(
-    max_flash: str | int | None = None,
-    max_ram: str | int | None = None,
-    max_latency_ms: str | float | None = None,
-    max_energy_mj: str | float | None = None,
-) -> dict[str, int | float]:
-    """Turn CLI budget options into keyword arguments for :meth:`Budgets.with_overrides` (given ones only).
-
-    >>> parse_budget_overrides(max_ram="256KB", max_latency_ms="0.5s")
-    {'ram_bytes': 262144, 'latency_ms': 500.0}
-    """
-    options = (
-        ("--max-flash", "flash_bytes", parse_bytes, max_flash),
-        ("--max-ram", "ram_bytes", parse_bytes, max_ram),
-        ("--max-latency-ms", "latency_ms", parse_ms, max_latency_ms),
-        ("--max-energy-mj", "energy_mj", parse_mj, max_energy_mj),
-    )
-    out: dict[str, int | float] = {}
-    for option, key, parser, value in options:
-        if value is None:
-            continue
-        try:
-            parsed = parser(value, option)
-        except ValueError as exc:
-            raise BadInputError(str(exc)) from None
-        if parsed <= 0:
-            raise BadInputError(f"{option}: {value!r} must be greater than zero")
-        out[key] = parsed
-    return out
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -399,10 +352,10 @@ class _Parser:
         raw = section["supported"]
         if not isinstance(raw, list) or not raw:
             raise self.fail("precisions.supported", f"{raw!r} must be a non-empty list such as [int8, float32]")
-        supported = tuple(self.choice(p, "precisions.supported", PRECISIONS) for p in raw)
+        supported = tuple(self.choice(p, "precisions.supported", DEVICE_PRECISIONS) for p in raw)
         if runtime == "tflm" and "float16" in supported:
             raise self.fail("precisions.supported", "float16 is not available with runtime tflm (no kernels)")
-        preferred = self.choice(section["preferred"], "precisions.preferred", PRECISIONS)
+        preferred = self.choice(section["preferred"], "precisions.preferred", DEVICE_PRECISIONS)
         if preferred not in supported:
             raise self.fail("precisions.preferred", f"{preferred!r} is not in precisions.supported")
         return supported, preferred
@@ -430,7 +383,7 @@ class _Parser:
             if not isinstance(rates, dict):
                 raise self.fail(f"{where}.{op_class}", f"expected precision: rate pairs, got {rates!r}")
             for precision in rates:
-                self.choice(precision, f"{where}.{op_class}.{precision}", PRECISIONS)
+                self.choice(precision, f"{where}.{op_class}.{precision}", DEVICE_PRECISIONS)
             for precision in supported:
                 if precision not in rates:
                     raise self.fail(f"{where}.{op_class}.{precision}", "missing (every supported precision needs a rate)")

@@ -12,7 +12,7 @@ import pytest
 @pytest.fixture(scope="session")
 def mnist1d_sample():
     """MNIST-1D with 1000 samples: 720 train, 80 val, 200 test; x (N, 40, 1) float32 (read-only)."""
-    from edgekit.datasets import load_mnist1d
+    from edgekit.examples.datasets import load_mnist1d
 
     return load_mnist1d(n_samples=1000, seed=0)
 
@@ -41,3 +41,10 @@ def tiny_conv1d_model(mnist1d_sample):
     )
     model.fit(mnist1d_sample.x_train, mnist1d_sample.y_train, epochs=8, batch_size=32, verbose=0)
     return model
+
+
+@pytest.fixture(scope="session")
+def keras():
+    from edgekit._tf import tf_keras
+
+    return tf_keras()

@@ -11,16 +11,9 @@ import pytest
 import yaml
 
 from edgekit import profiles
+from edgekit.budgets import Budgets, parse_budget_overrides
 from edgekit.errors import BadInputError
-from edgekit.profiles import (
-    DEFAULT_DEVICE,
-    SOURCED_SECTIONS,
-    Budgets,
-    list_profiles,
-    load_profile,
-    parse_budget_overrides,
-    profile_names,
-)
+from edgekit.profiles import DEFAULT_DEVICE, SOURCED_SECTIONS, list_profiles, load_profile, profile_names
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED = REPO / "device_profiles"

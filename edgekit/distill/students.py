@@ -116,7 +116,7 @@ def student_for(teacher, family: str | None = None, target_macs: int | None = No
         family: 'mlp', 'dscnn' or 'mobilenet_like'; by default chosen by the input rank (vector, signal,
             image). target_macs: defaults to a quarter of the teacher's MACs.
         depth: fix the depth; otherwise the family default, moved only when no width reaches the target.
-        macs_fn: model -> MACs (e.g. from edgekit.costs); defaults to `_count_macs`.
+        macs_fn: model -> MACs (e.g. from edgekit.costmodel.layer_costs); defaults to `_count_macs`.
     Returns:
         the largest student whose MACs are <= target_macs (fresh weights, the teacher's output activation).
     Raises:
@@ -178,7 +178,7 @@ def load_student(path, trust: bool = False):
 def _count_macs(model) -> int:
     """Multiply-accumulates per sample of conv / depthwise / separable / transposed conv / dense layers.
 
-    A stand-in for edgekit.costs.analyze(graph).macs (same conventions); nested models are counted too.
+    A stand-in for edgekit.costmodel.layer_costs.analyze(graph).macs (same conventions); nested models are counted too.
     """
     keras = tf_keras()
     layers = keras.layers

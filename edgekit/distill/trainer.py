@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekit import data as data_mod
+import edgekit.data as data_mod
 from edgekit._tf import tensorflow, tf_keras
 from edgekit.distill import DistillResult, losses
 from edgekit.distill.features import (
@@ -144,7 +144,7 @@ def distill_models(teacher, student, x_train, y_train=None, x_val=None, y_val=No
     if x_val is None:
         if y_val is not None:
             raise BadInputError("y_val given without x_val")
-        train, val = data_mod.split(train, val_fraction=0.1, seed=seed)
+        train, val = data_mod.split(train, seed=seed)
         notices.append(f"no validation data: held out {len(val)} of {len(train) + len(val)} training samples")
     else:
         val = _arrays(x_val, y_val, declared_input or (None,) + train.x.shape[1:], "x_val", notices)

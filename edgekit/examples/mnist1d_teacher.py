@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.datasets import Split, load_mnist1d
+from edgekit.examples.datasets import Split, load_mnist1d
 from edgekit.model_io import save_model
 
 DEFAULT_EPOCHS = 20
@@ -126,7 +126,7 @@ def train_teacher(
 
 
 def _save_npz_atomically(path: Path, **arrays: np.ndarray) -> None:
-    from edgekit.export.writing import write_atomically
+    from edgekit.model_io.atomic import write_atomically
 
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)

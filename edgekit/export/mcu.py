@@ -24,10 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekit.errors import BadInputError, EdgekitError, UnsupportedModelError
-from edgekit.export.flatbuffer import op_sources
 from edgekit.export.strip import StripResult, strip_for_mcu
-from edgekit.export.tflite import tflite_op_list
-from edgekit.op_support import TFLM_BUILTINS
+from edgekit.ir.ops import TFLM_BUILTINS
+from edgekit.model_io.flatbuffer import op_sources, tflite_op_list
 
 ARENA_MARGIN_FRACTION = 0.10  # over the measured minimum: other TFLM versions, kernels with optimised scratch
 ARENA_MARGIN_MIN_BYTES = 512
@@ -88,7 +87,7 @@ def layers_of_ops(tflite_bytes: bytes, keras_model=None) -> list[str | None]:
     """The Keras layer each op of the main subgraph comes from (None where it cannot be told).
 
     Read from the converter's tensor names; ops whose names mention no layer (e.g. the model's last op,
-    named after the signature) take the layer edgekit.memory.lower predicts for the same occurrence of
+    named after the signature) take the layer edgekit.costmodel.memory.lower predicts for the same occurrence of
     that op kind.
     """
     if keras_model is None:
@@ -108,9 +107,9 @@ def layers_of_ops(tflite_bytes: bytes, keras_model=None) -> list[str | None]:
 
 def _predicted_op_layers(keras_model) -> dict[str, list[str]]:
     try:
-        from edgekit.keras_ir import from_keras
-        from edgekit.memory import lower
-        from edgekit.op_support import builtin_ops
+        from edgekit.ir.from_keras import from_keras
+        from edgekit.ir.lowering import lower
+        from edgekit.ir.ops import builtin_ops
 
         runtime = lower(from_keras(keras_model))
     except (EdgekitError, ValueError, KeyError, TypeError):  # a layer the IR does not know: names alone then
@@ -298,7 +297,7 @@ def _breakdown(tflite_bytes: bytes):
 
 
 def _random_inputs(tflite_bytes: bytes, count: int = 8) -> np.ndarray:
-    from edgekit.export.flatbuffer import ints, read_model
+    from edgekit.model_io.flatbuffer import ints, read_model
 
     model = read_model(tflite_bytes)
     subgraph = model.subgraphs[0]

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekit.errors import BadInputError
-from edgekit.export.flatbuffer import compact, ints, op_name, op_sources, read_model, write_model
+from edgekit.model_io.flatbuffer import compact, ints, op_name, op_sources, read_model, write_model
 
 CONVERTER_MIN_SPARSITY = 0.3        # below this the converter keeps a tensor dense
 INT8_FC_BLOCK = 16                  # LiteRT's int8 sparse FULLY_CONNECTED kernel works on 1x16 blocks

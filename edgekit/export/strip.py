@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgekit.export.flatbuffer import compact, read_model, write_model
+from edgekit.model_io.flatbuffer import compact, read_model, write_model
 
 KEPT_METADATA = ("OfflineMemoryAllocation",)  # TFLM reads this one to place tensors
 

@@ -3,8 +3,6 @@
     >>> result = convert(model, "int8", representative_data=x_train)      # doctest: +SKIP
     >>> tflite_op_list(result.tflite_bytes)                               # doctest: +SKIP
     ['QUANTIZE', 'EXPAND_DIMS', 'CONV_2D', ..., 'FULLY_CONNECTED', 'DEQUANTIZE']
-    >>> check_agreement(model, result.tflite_bytes, x_test).top1_agreement  # doctest: +SKIP
-    0.996
 
 Every model is converted at a fixed batch size of 1 (a concrete function with a static [1, ...] input),
 so no op computes a shape at run time: keras.applications models with include_top=True otherwise get a
@@ -32,8 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekit.errors import BadInputError, UnsupportedModelError
+from edgekit.model_io.flatbuffer import infer_precision
+from edgekit.precisions import PRECISIONS
 
-PRECISIONS = ("float32", "float16", "dynamic_int8", "int8")
 CALIBRATION_SAMPLES = 200  # the TFLite guide's 100-500; more adds converter time, not accuracy here
 SYNTHETIC_CALIBRATION_WARNING = (
     "int8 calibrated on synthetic standard-normal inputs, not real data: activation ranges are guesses "
@@ -60,17 +59,6 @@ class ConversionResult:
     @property
     def size_bytes(self) -> int:
         return len(self.tflite_bytes)
-
-
-@dataclass(frozen=True)
-class Agreement:
-    """How closely a converted model's outputs follow the reference (Keras) outputs on n_samples."""
-
-    n_samples: int
-    max_abs_error: float
-    mean_abs_error: float
-    top1_agreement: float  # fraction of samples whose argmax matches
-    reference_max_abs: float  # largest |reference output|: scale for reading the errors
 
 
 def convert(model, precision: str, representative_data: np.ndarray | None = None,
@@ -221,90 +209,3 @@ def _calibration_samples(data: np.ndarray | None, input_shape: tuple[int, ...], 
 def _one_at_a_time(samples: np.ndarray) -> Iterator[list[np.ndarray]]:
     for sample in samples:
         yield [sample[None]]
-
-
-def tflite_op_list(tflite_bytes: bytes) -> list[str]:
-    """Builtin op names of a TFLite model in execution order (no interpreter, no TensorFlow).
-
-    The main subgraph's operators come first, in the order the interpreter runs them, then those
-    of any further subgraphs (control-flow bodies), each in order. Custom ops appear as
-    "CUSTOM:<custom code>" (e.g. "CUSTOM:FlexCumprod" for a Select TF op).
-    """
-    from ai_edge_litert import schema_py_generated as schema
-
-    data = bytearray(tflite_bytes)
-    if len(data) < 8 or not schema.Model.ModelBufferHasIdentifier(data, 0):
-        raise BadInputError(f"not a TFLite flatbuffer ({len(data)} bytes, no 'TFL3' identifier)")
-    model = schema.Model.GetRootAs(data, 0)
-    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
-    ops: list[str] = []
-    for s in range(model.SubgraphsLength()):
-        subgraph = model.Subgraphs(s)
-        for i in range(subgraph.OperatorsLength()):
-            opcode = model.OperatorCodes(subgraph.Operators(i).OpcodeIndex())
-            # Codes above 127 live in BuiltinCode; DeprecatedBuiltinCode caps at 127 (PLACEHOLDER_FOR_...).
-            code = max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode())
-            if code == schema.BuiltinOperator.CUSTOM:
-                custom = opcode.CustomCode()
-                ops.append(f"CUSTOM:{custom.decode('utf-8', 'replace') if custom else '?'}")
-            else:
-                ops.append(names.get(code, f"BUILTIN_{code}"))
-    return ops
-
-
-def agreement(reference: np.ndarray, outputs: np.ndarray) -> Agreement:
-    """Compare outputs with reference outputs (same shape, batch first): errors and top-1 match."""
-    reference = np.asarray(reference, dtype=np.float32)
-    outputs = np.asarray(outputs, dtype=np.float32)
-    if reference.shape != outputs.shape:
-        raise BadInputError(
-            f"outputs shaped {outputs.shape} cannot be compared with reference {reference.shape}"
-        )
-    if len(reference) == 0:
-        raise BadInputError("no samples to compare outputs on")
-    diff = np.abs(reference - outputs)
-    ref2, out2 = reference.reshape(len(reference), -1), outputs.reshape(len(outputs), -1)
-    return Agreement(
-        n_samples=len(reference),
-        max_abs_error=float(diff.max()),
-        mean_abs_error=float(diff.mean()),
-        top1_agreement=float(np.mean(ref2.argmax(axis=1) == out2.argmax(axis=1))),
-        reference_max_abs=float(np.abs(reference).max()),
-    )
-
-
-def check_agreement(keras_model, tflite_bytes: bytes, x: np.ndarray, batch_size: int = 256) -> Agreement:
-    """Run x through the Keras model and the TFLite model (LiteRT) and compare their outputs.
-
-    int8 input / output tensors are quantised / dequantised with their own scale and zero point,
-    so errors are in the model's float output units (logits for edgekit's example teacher).
-    """
-    from edgekit.runners.litert import predict
-
-    x = np.asarray(x, dtype=np.float32)
-    reference = keras_model.predict(x, batch_size=batch_size, verbose=0)
-    return agreement(reference, predict(tflite_bytes, x, batch_size=batch_size))
-
-
-def infer_precision(tflite_bytes: bytes) -> str:
-    """Which of PRECISIONS a converted model looks like, read from its tensor types.
-
-    int8: activations (non-constant tensors) are int8; float16: float16 constants; dynamic_int8: int8
-    constants with float activations; float32 otherwise.
-    """
-    from edgekit.export.flatbuffer import read_model
-
-    model = read_model(tflite_bytes)
-    subgraph = model.subgraphs[0]
-    constant, variable = set(), set()
-    for tensor in subgraph.tensors or []:
-        data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
-        (constant if data is not None and len(data) else variable).add(int(tensor.type))
-    int8, float16 = 9, 1
-    if int8 in variable:
-        return "int8"
-    if float16 in constant:
-        return "float16"
-    if int8 in constant:
-        return "dynamic_int8"
-    return "float32"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekit.export.flatbuffer import ints, op_name, read_model
+from edgekit.model_io.flatbuffer import ints, op_name, read_model
 
 XNNPACK_MIN_1X1_SPARSITY = 2 / 3  # share of zero 1x1-conv weights XNNPACK needs for sparse inference
 _NUMPY_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 4: np.int64, 9: np.int8}

@@ -11,7 +11,7 @@ Importing this package does not import TensorFlow.
 """
 
 from edgekit.model_io.detect import FORMATS
-from edgekit.model_io.loading import LoadedModel, load_model, require_keras
+from edgekit.model_io.loading import LoadedModel, load_keras, load_model, require_keras
 from edgekit.model_io.saving import save_model
 
-__all__ = ["FORMATS", "LoadedModel", "load_model", "require_keras", "save_model"]
+__all__ = ["FORMATS", "LoadedModel", "load_keras", "load_model", "require_keras", "save_model"]

@@ -205,3 +205,11 @@ def _load_error(label: str, fmt: str, exc: Exception, unsafe: list[UnsafeObject]
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def load_keras(model_or_path, trust: bool = False):
+    """A tf_keras model and its LoadedModel record (None for an in-memory model)."""
+    if isinstance(model_or_path, (str, os.PathLike)):
+        loaded = load_model(model_or_path, trust=trust)
+        return require_keras(loaded, "analysis"), loaded
+    return model_or_path, None

@@ -21,21 +21,20 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from edgekit.costs import analyze
+from edgekit.channels.axes import SOURCE_OPS
+from edgekit.channels.groups import ROLE_OUT, ChannelGroups, FrozenLayer, build_groups
+from edgekit.channels.keep import Targets
+from edgekit.costmodel.layer_costs import analyze
+from edgekit.costmodel.size import estimate_tflite_bytes
 from edgekit.errors import BadInputError
-from edgekit.keras_ir import from_keras
-from edgekit.prune.channel_axes import SOURCE_OPS
-from edgekit.prune.groups import ROLE_OUT, ChannelGroups, FrozenLayer, build_groups
+from edgekit.ir.from_keras import from_keras
 from edgekit.prune.importance import CRITERIA, DATA_FREE_CRITERIA
 from edgekit.prune.iterative import PruneStep, SelectionOptions, prune_iteratively, prune_step
-from edgekit.prune.plan import Targets
 from edgekit.prune.sparsity import SparsityResult, sparsify, train_with_channel_l1
 from edgekit.prune.training import Metric, evaluate, fine_tune
-from edgekit.size_model import estimate_tflite_bytes
 
 DEFAULT_STEPS = 4
 DEFAULT_EPOCHS_PER_STEP = 2
-VALIDATION_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ class PruneReport:
     params_after: int
     macs_before: int
     macs_after: int
-    int8_bytes_before: int = 0      # predicted int8 TFLite file size (edgekit.size_model)
+    int8_bytes_before: int = 0      # predicted int8 TFLite file size (edgekit.costmodel.size)
     int8_bytes_after: int = 0
     steps: tuple[PruneStep, ...] = ()
     metric_before: Metric | None = None
@@ -150,7 +149,7 @@ def prune(model, ratio: float | None = None, *, importance: str = "l1", data=Non
     Args:
         ratio: share of the free (unfrozen) channels to remove, e.g. 0.5. Or instead:
         target_macs / target_params / target_size_bytes: prune (the least) until the model has at most
-            this many MACs / params / predicted TFLite bytes at `size_precision` (edgekit.size_model).
+            this many MACs / params / predicted TFLite bytes at `size_precision` (edgekit.costmodel.size).
         importance: "l1", "l2", "bn" (data-free) or "taylor" (needs data).
         data: an edgekit.data.Dataset, (x, y) arrays or x alone (y None: fine-tuning matches the
             original model's outputs). Used for taylor, fine-tuning and the metric in the report.
@@ -226,7 +225,7 @@ def _split(xy, validation, seed: int, needs_training: bool):
         return xy, xy
     from edgekit.data import from_arrays, split
 
-    train, val = split(from_arrays(*xy), val_fraction=VALIDATION_FRACTION, seed=seed)
+    train, val = split(from_arrays(*xy), seed=seed)
     return (train.x, train.y), (val.x, val.y)
 
 

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgekit.channels.axes import weight_axes
+from edgekit.channels.groups import ROLE_CHANNELWISE, ROLE_OUT, ChannelGroup, ChannelGroups
 from edgekit.errors import BadInputError
-from edgekit.prune.channel_axes import KERNEL_ROLES, weight_axes
-from edgekit.prune.groups import ROLE_CHANNELWISE, ROLE_OUT, ChannelGroup, ChannelGroups
+from edgekit.ir.ops import KERNEL_ROLES
 
 CRITERIA = ("l1", "l2", "bn", "taylor")
 DATA_FREE_CRITERIA = ("l1", "l2", "bn")

@@ -12,11 +12,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edgekit.costs import analyze
-from edgekit.keras_ir import from_keras
-from edgekit.prune.groups import ChannelGroups, build_groups
+from edgekit.channels.groups import ChannelGroups, build_groups
+from edgekit.channels.keep import Targets, keep_for_target, select_keep
+from edgekit.costmodel.layer_costs import analyze
+from edgekit.ir.from_keras import from_keras
 from edgekit.prune.importance import ImportanceInputs, group_scores, taylor_inputs
-from edgekit.prune.plan import Targets, keep_for_target, select_keep
 from edgekit.prune.surgery import apply_keep, node_weights
 from edgekit.prune.training import Metric, evaluate, fine_tune
 

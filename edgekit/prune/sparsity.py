@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgekit.channels.groups import ROLE_CHANNELWISE, ROLE_OUT, ChannelGroups
 from edgekit.errors import BadInputError
-from edgekit.prune.groups import ROLE_CHANNELWISE, ROLE_OUT, ChannelGroups
 
 SCHEDULES = ("constant", "polynomial")
 _SCHEDULE_UPDATES = 20  # polynomial: masks updated about this many times over the fine-tuning

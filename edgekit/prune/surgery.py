@@ -5,8 +5,8 @@ removed) and gets the kept slices of the original weights: kernels on both axes,
 BatchNormalization's four vectors, depthwise kernels, the pointwise kernel of separable convs and the
 rows of a Dense after Flatten. Nested models are rebuilt nested. The input model is never modified.
 
-    >>> from edgekit.keras_ir import from_keras
-    >>> from edgekit.prune.groups import build_groups
+    >>> from edgekit.ir.from_keras import from_keras
+    >>> from edgekit.channels.groups import build_groups
     >>> groups = build_groups(from_keras(model))                        # doctest: +SKIP
     >>> smaller = apply_keep(model, groups, {1: frozenset(range(8))})   # doctest: +SKIP
 """
@@ -17,10 +17,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from edgekit.graph import Graph, Node
-from edgekit.prune.channel_axes import WIDTH_KEY, weight_axes
-from edgekit.prune.groups import ChannelGroups, Keep
-from edgekit.prune.plan import new_reshape_target, node_masks, shrink_graph
+from edgekit.channels.axes import WIDTH_KEY, weight_axes
+from edgekit.channels.groups import ChannelGroups, Keep
+from edgekit.channels.keep import new_reshape_target, node_masks, shrink_graph
+from edgekit.ir.graph import Graph, Node
 
 
 def base_layer_name(node_name: str) -> str:
@@ -44,7 +44,7 @@ def node_weights(model, graph: Graph) -> dict[str, tuple[np.ndarray, ...]]:
 
 def ir_tensor_names(model) -> dict[int, str]:
     """{id(keras tensor): IR tensor name} with keras_ir's own naming (nested inputs map to outer names)."""
-    from edgekit.keras_ir import _Builder
+    from edgekit.ir.from_keras import _Builder
 
     builder = _Builder()
     builder.add_model(model, "", None)

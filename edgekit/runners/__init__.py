@@ -5,4 +5,6 @@ Submodules import their runtime lazily enough that importing this package stays 
 
 from edgekit.runners.base import Measurement, Runner
 
-__all__ = ["Measurement", "Runner"]
+RUNNERS = ("litert", "tflm", "adb")  # the names `bench --runner` takes
+
+__all__ = ["RUNNERS", "Measurement", "Runner"]

@@ -19,7 +19,7 @@ import numpy as np
 from edgekit.errors import BadInputError
 
 if TYPE_CHECKING:
-    from edgekit.export.tflite import Agreement
+    from edgekit.runners.agreement import Agreement
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: holds numpy arrays

@@ -127,7 +127,7 @@ def _unsupported_error(log: str, model_bytes: bytes) -> UnsupportedModelError | 
             "or target LiteRT instead"
         )
     if _MISSING_CUSTOM.search(log) is not None:
-        from edgekit.export.tflite import tflite_op_list
+        from edgekit.model_io.flatbuffer import tflite_op_list
 
         custom = sorted({op for op in tflite_op_list(model_bytes) if op.startswith("CUSTOM")})
         return UnsupportedModelError(
@@ -413,8 +413,8 @@ class TFLMRunner:
         rss.sample()
         outputs = agreement = None
         if data is not None:
-            from edgekit.export.tflite import agreement as compare
             from edgekit.runners import litert
+            from edgekit.runners.agreement import agreement as compare
 
             outputs = predict(model_bytes, data, arena_size=arena_size)
             agreement = compare(litert.predict(model_bytes, data), outputs)

@@ -8,13 +8,13 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit._tf import tf_keras
-from edgekit.api_distill import FEATURE_HINT_WEIGHT, distill_model
-from edgekit.cli import main
-from edgekit.costs import analyze
+from edgekit.cli.main import main
+from edgekit.costmodel.layer_costs import analyze
 from edgekit.errors import BadInputError
 from edgekit.examples.mnist1d_teacher import build_teacher
-from edgekit.keras_ir import from_keras
+from edgekit.ir.from_keras import from_keras
 from edgekit.model_io import save_model
+from edgekit.workflows.distill import FEATURE_HINT_WEIGHT, distill_model
 
 keras = tf_keras()
 TEACHER_WIDTH = 16

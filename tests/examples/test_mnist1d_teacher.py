@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgekit.datasets import load_mnist1d
+from edgekit.examples.datasets import load_mnist1d
 from edgekit.examples.mnist1d_teacher import build_teacher, main, train_teacher
 
 

@@ -23,8 +23,8 @@ def architectures(tiny_conv1d_model, mnist1d_sample):
     The 2D models are trained for two epochs on a synthetic task (class = brightest quadrant) so their
     logits are not ties; every model has a few thousand parameters.
     """
-    from edgekit import zoo
     from edgekit._tf import tf_keras
+    from edgekit.examples import zoo
 
     tf_keras().utils.set_random_seed(1)
     rng = np.random.default_rng(1)
@@ -47,7 +47,7 @@ def architectures(tiny_conv1d_model, mnist1d_sample):
 
 @pytest.fixture(scope="session")
 def mnist1d_2000():
-    from edgekit.datasets import load_mnist1d
+    from edgekit.examples.datasets import load_mnist1d
 
     return load_mnist1d(n_samples=2000, seed=0)
 
@@ -60,3 +60,4 @@ def mnist1d_teacher(mnist1d_2000):
 
     tf_keras().utils.set_random_seed(0)
     return _trained(build_teacher(), mnist1d_2000.x_train, mnist1d_2000.y_train, 6)
+

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import edgekit.api_export as ek
-from edgekit.cli import main
+import edgekit.workflows.export as ek
+from edgekit.cli.main import main
 from edgekit.errors import BadInputError, UnsupportedModelError
-from edgekit.export.writing import write_atomically
+from edgekit.model_io.atomic import write_atomically
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from edgekit.errors import UnsupportedModelError
-from edgekit.export.flatbuffer import buffer_data_offsets, read_model
 from edgekit.export.mcu import RESOLVER_METHODS, arena_with_margin, build_mcu_sources, check_tflm_ops
 from edgekit.export.strip import size_breakdown, strip_for_mcu
-from edgekit.export.tflite import convert, tflite_op_list
-from edgekit.op_support import TFLM_BUILTINS
+from edgekit.export.tflite import convert
+from edgekit.ir.ops import TFLM_BUILTINS
+from edgekit.model_io.flatbuffer import buffer_data_offsets, read_model, tflite_op_list
 from edgekit.runners import litert, tflm
 
 
@@ -113,7 +113,7 @@ def test_an_op_tflm_lacks_is_named_with_its_layer():
 
 
 def test_exported_mcu_files_and_unsupported_op_via_the_api(mnist1d_teacher, mnist1d_2000, tmp_path):
-    import edgekit.api_export as ek
+    import edgekit.workflows.export as ek
 
     data = tmp_path / "val.npz"
     np.savez(data, x=mnist1d_2000.x_train, y=mnist1d_2000.y_train)

@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+from export_helpers import keras_vs_litert
 
-from edgekit.export.tflite import check_agreement, convert, infer_precision, tflite_op_list
+from edgekit.export.tflite import convert
+from edgekit.model_io.flatbuffer import infer_precision, tflite_op_list
 
 ARCHITECTURES = ("conv1d", "dscnn", "resnet", "mlp")
 # largest error allowed, as a fraction of the largest |Keras output| on the samples
@@ -25,7 +27,7 @@ def conversions(architectures):
 def test_each_precision_runs_in_litert_close_to_keras(conversions, architectures, arch, precision):
     model, x = architectures[arch]
     result = conversions[arch, precision]
-    found = check_agreement(model, result.tflite_bytes, x[:64])
+    found = keras_vs_litert(model, result.tflite_bytes, x[:64])
     assert found.max_abs_error <= TOLERANCE[precision] * found.reference_max_abs
     assert infer_precision(result.tflite_bytes) == ("int8" if precision == "int8_io" else precision)
     ops = tflite_op_list(result.tflite_bytes)
@@ -85,10 +87,10 @@ def _output_scale(tflite_bytes, classes):
 
 def test_int8_agrees_with_the_float_mnist1d_teacher(mnist1d_teacher, mnist1d_2000):
     result = convert(mnist1d_teacher, "int8", mnist1d_2000.x_train)
-    found = check_agreement(mnist1d_teacher, result.tflite_bytes, mnist1d_2000.x_test)
+    found = keras_vs_litert(mnist1d_teacher, result.tflite_bytes, mnist1d_2000.x_test)
     assert found.n_samples == 400 and found.top1_agreement >= 0.98
     io = convert(mnist1d_teacher, "int8", mnist1d_2000.x_train, int8_io=True)
-    assert check_agreement(mnist1d_teacher, io.tflite_bytes, mnist1d_2000.x_test).top1_agreement >= 0.98
+    assert keras_vs_litert(mnist1d_teacher, io.tflite_bytes, mnist1d_2000.x_test).top1_agreement >= 0.98
 
 
 @pytest.mark.slow

@@ -4,16 +4,16 @@ import numpy as np
 import pytest
 
 from edgekit.export import sparse as sp
-from edgekit.export.flatbuffer import read_model
-from edgekit.export.tflite import convert, tflite_op_list
+from edgekit.export.tflite import convert
 from edgekit.export.xnnpack import xnnpack_sparse_eligible
+from edgekit.model_io.flatbuffer import read_model, tflite_op_list
 from edgekit.runners import litert
 
 
 @pytest.fixture(scope="module")
 def mlp():
-    from edgekit import zoo
     from edgekit._tf import tf_keras
+    from edgekit.examples import zoo
 
     tf_keras().utils.set_random_seed(0)
     model = zoo.mlp(inputs=64, hidden=(128, 128), classes=10)

@@ -1,8 +1,12 @@
 import numpy as np
 import pytest
+from export_helpers import keras_vs_litert
 
 from edgekit.errors import BadInputError, UnsupportedModelError
-from edgekit.export.tflite import PRECISIONS, agreement, check_agreement, convert, tflite_op_list
+from edgekit.export.tflite import convert
+from edgekit.model_io.flatbuffer import tflite_op_list
+from edgekit.precisions import PRECISIONS
+from edgekit.runners.agreement import agreement
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +41,7 @@ def test_each_precision_runs_in_litert_close_to_keras(converted, tiny_conv1d_mod
     assert result.precision == precision
     assert result.calibrated_on == ("data" if precision == "int8" else None)
     assert result.warnings == ()
-    found = check_agreement(tiny_conv1d_model, result.tflite_bytes, mnist1d_sample.x_test)
+    found = keras_vs_litert(tiny_conv1d_model, result.tflite_bytes, mnist1d_sample.x_test)
     max_relative_error, min_top1 = TOLERANCES[precision]
     assert found.n_samples == 200
     assert found.max_abs_error <= max_relative_error * found.reference_max_abs
@@ -47,7 +51,7 @@ def test_each_precision_runs_in_litert_close_to_keras(converted, tiny_conv1d_mod
 
 
 def test_int8_agrees_better_on_average_than_at_worst(converted, tiny_conv1d_model, mnist1d_sample):
-    found = check_agreement(tiny_conv1d_model, converted["int8"].tflite_bytes, mnist1d_sample.x_test)
+    found = keras_vs_litert(tiny_conv1d_model, converted["int8"].tflite_bytes, mnist1d_sample.x_test)
     # mean error within a few int8 output steps; the worst sample is allowed to be much further off
     assert found.mean_abs_error <= 0.01 * found.reference_max_abs
     assert found.mean_abs_error < found.max_abs_error
@@ -79,7 +83,7 @@ def test_int8_without_data_calibrates_on_synthetic_inputs_and_warns(tiny_conv1d_
     result = convert(tiny_conv1d_model, "int8")
     assert result.calibrated_on == "synthetic"
     assert len(result.warnings) == 1 and "unverified" in result.warnings[0]
-    found = check_agreement(tiny_conv1d_model, result.tflite_bytes, mnist1d_sample.x_test[:50])
+    found = keras_vs_litert(tiny_conv1d_model, result.tflite_bytes, mnist1d_sample.x_test[:50])
     assert found.top1_agreement > 0.5  # runs and is roughly right: MNIST-1D is near standard-normal
 
 

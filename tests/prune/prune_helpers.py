@@ -32,8 +32,8 @@ def _all_layers(model):
 def zero_removed_channels(model, groups, keep) -> None:
     """Zero, in place, every weight that produces a channel `keep` drops: filters and biases of the
     producing layers, BatchNorm gamma and beta, depthwise filters and biases. Consumers' input rows stay."""
-    from edgekit.prune.channel_axes import CHANNELWISE_OPS, SOURCE_OPS, weight_axes
-    from edgekit.prune.plan import node_masks
+    from edgekit.channels.axes import CHANNELWISE_OPS, SOURCE_OPS, weight_axes
+    from edgekit.channels.keep import node_masks
     from edgekit.prune.surgery import layer_at
 
     masks = {t: groups.kept_mask(t, keep) for t in groups.slot_units}

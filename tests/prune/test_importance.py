@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from prune_helpers import random_keep, randomize_batchnorm, samples, zero_removed_channels
 
+from edgekit.channels.groups import build_groups
 from edgekit.errors import BadInputError
-from edgekit.graph import Graph, Node, Tensor, Weight
-from edgekit.keras_ir import from_keras
+from edgekit.ir.from_keras import from_keras
+from edgekit.ir.graph import Graph, Node, Tensor, Weight
 from edgekit.prune import prune
-from edgekit.prune.groups import build_groups
 from edgekit.prune.importance import ImportanceInputs, group_scores, taylor_inputs
 
 
@@ -111,7 +111,7 @@ def test_taylor_inputs_match_a_numpy_gradient(keras):
 
 @pytest.mark.parametrize("criterion", ["l1", "l2", "bn", "taylor"])
 def test_dead_channels_rank_last_so_pruning_them_is_exact(criterion):
-    from edgekit import zoo
+    from edgekit.examples import zoo
 
     model = zoo.resnet8()
     randomize_batchnorm(model)
@@ -126,7 +126,7 @@ def test_dead_channels_rank_last_so_pruning_them_is_exact(criterion):
 
 
 def test_without_data_the_report_says_data_free(keras):
-    from edgekit import zoo
+    from edgekit.examples import zoo
 
     report = prune(zoo.mlp(), 0.25).report
     assert report.data_free and report.importance == "l1"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgekit.cli import main
+from edgekit.cli.main import main
 from edgekit.examples.mnist1d_teacher import build_teacher
 
 

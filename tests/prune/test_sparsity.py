@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from prune_helpers import samples
 
-from edgekit import zoo
+from edgekit.channels.groups import build_groups
 from edgekit.errors import BadInputError
+from edgekit.examples import zoo
 from edgekit.examples.mnist1d_teacher import build_teacher
-from edgekit.keras_ir import from_keras
+from edgekit.ir.from_keras import from_keras
 from edgekit.prune import prune
-from edgekit.prune.groups import build_groups
 from edgekit.prune.sparsity import parse_pattern, sparsify, train_with_channel_l1
 
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from prune_helpers import int8_runs, random_keep, randomize_batchnorm, samples, zero_removed_channels
 
-from edgekit import zoo
-from edgekit.costs import analyze
+from edgekit.channels.groups import build_groups
+from edgekit.channels.keep import shrink_graph
+from edgekit.costmodel.layer_costs import analyze
+from edgekit.examples import zoo
 from edgekit.examples.mnist1d_teacher import build_teacher
-from edgekit.keras_ir import from_keras
+from edgekit.ir.from_keras import from_keras
 from edgekit.prune import prune
-from edgekit.prune.groups import build_groups
-from edgekit.prune.plan import shrink_graph
 from edgekit.prune.surgery import apply_keep
 
 
@@ -95,8 +95,8 @@ def test_half_pruned_model_is_smaller_and_runs_int8_in_litert_and_tflm(name):
 
 
 def test_size_target_is_met_by_the_converted_file():
+    from edgekit.costmodel.size import estimate_tflite_bytes
     from edgekit.export.tflite import convert
-    from edgekit.size_model import estimate_tflite_bytes
 
     model = _build("resnet8")
     target = estimate_tflite_bytes(from_keras(model), "int8").flash_bytes // 3

@@ -178,7 +178,7 @@ def test_fit_with_adb_reports_the_phones_latency_as_measured(tmp_path, monkeypat
                                                               mnist1d_sample):
     import numpy as np
 
-    from edgekit.fitting import fit
+    from edgekit.workflows.fit import fit
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -201,8 +201,8 @@ def test_fit_replans_then_gives_up_when_the_phone_measures_over_budget(tmp_path,
                                                                        mnist1d_sample):
     import numpy as np
 
-    from edgekit.fitting import fit
-    from edgekit.fitting.pipeline import MAX_REPLANS, FitDoesNotFitError
+    from edgekit.workflows.fit import fit
+    from edgekit.workflows.fit.pipeline import MAX_REPLANS, FitDoesNotFitError
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

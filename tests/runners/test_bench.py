@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgekit.cli import main
+from edgekit.cli.main import main
 from edgekit.export.tflite import convert
 
 

@@ -86,7 +86,7 @@ def test_quantize_rounds_offsets_and_saturates():
 
 
 def test_interleaved_timing_ranks_a_100x_bigger_model_slower():
-    from edgekit import zoo
+    from edgekit.examples import zoo
     from edgekit.export.tflite import convert
     from edgekit.runners.litert import interleaved_median_ms
 

@@ -1,0 +1,110 @@
+"""`edgekit export`: convert a Keras model to TFLite (and TFLite Micro sources for MCU devices), checked against Keras.
+
+Thin: parse, call edgekit.workflows.export.export, print. TensorFlow is imported only inside the command body.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from edgekit.precisions import PRECISIONS
+
+
+@click.command("export")
+@click.argument("model", type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(), help="The .tflite file to write (MCU sources go "
+              "beside it: <name>_data.h/.cc, <name>_ops.h, <name>_main.cc).")
+@click.option("--precision", "-p", type=click.Choice(PRECISIONS), help="Default: the --device profile's preferred "
+              "precision, else int8.")
+@click.option("--device", "-d", help="Device profile (name or YAML path); runtime tflm adds the C sources.")
+@click.option("--data", type=click.Path(), help="Samples (.npz x[,y] / .npy / image folder): int8 calibration, "
+              "--qat / --sparsity fine-tuning, and the conversion check (20% held out).")
+@click.option("--int8-io/--float-io", "int8_io", default=None, help="int8 or float32 model inputs and outputs "
+              "(int8 precision only; default int8 on TFLM devices, float elsewhere).")
+@click.option("--qat", is_flag=True, help="Quantization-aware fine-tune (tfmot) before the int8 conversion "
+              "(needs --data); sparsity-preserving when the model is sparse.")
+@click.option("--sparsity", type=float, help="Zero this share of conv/dense weights with tfmot first (e.g. 0.8), "
+              "Dense layers in 1x16 blocks LiteRT's sparse int8 kernel can use.")
+@click.option("--sparse/--no-sparse", "sparse", default=None, help="Store sparse weights sparsely (default: when "
+              "the model is sparse and the device runs LiteRT).")
+@click.option("--epochs", type=int, default=2, show_default=True, help="Fine-tuning epochs for --qat / --sparsity.")
+@click.option("--strict", is_flag=True, help="Fail (exit 2, nothing written) when the conversion check fails.")
+@click.option("--min-agreement", type=float, default=0.98, show_default=True,
+              help="Least top-1 agreement with the Keras model the check accepts.")
+@click.option("--trust-model", is_flag=True, help="Allow code stored in the model (Lambda, custom layers) to run.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def command(model, out, precision, device, data, int8_io, qat, sparsity, sparse, epochs, strict, min_agreement,
+            trust_model, as_json) -> None:
+    """Convert MODEL to a TFLite file at --precision, check it against MODEL, and write it atomically.
+
+    MODEL is never modified. With an MCU --device the flatbuffer is stripped of names and metadata and
+    the exact TFLM arena is measured. Exit codes: 0 ok (check warnings are printed), 2 bad input,
+    unsupported op or (with --strict) a failed check.
+    """
+    from edgekit.workflows.export import export
+
+    result = export(model, out, precision=precision, device=device, data=data, int8_io=int8_io, qat=qat,
+                    epochs=epochs, sparsity=sparsity, sparse=sparse, strict=strict, min_top1=min_agreement,
+                    trust=trust_model)
+    if as_json:
+        click.echo(json.dumps(export_json(result), indent=2))
+        return
+    for line in export_lines(result):
+        click.echo(line)
+
+
+def export_json(result) -> dict:
+    check = result.check
+    out = {
+        "files": list(result.files), "tflite": result.tflite_path, "precision": result.precision,
+        "runtime": result.runtime, "size_bytes": result.size_bytes, "gzip_bytes": result.gzip_bytes,
+        "calibrated_on": result.calibrated_on,
+        "check": {"samples": check.samples, "on": check.on, "max_abs_error": check.max_abs_error,
+                  "mean_abs_error": check.mean_abs_error, "top1_agreement": check.top1_agreement,
+                  "threshold": check.threshold, "passed": check.passed, "keras_accuracy": check.keras_accuracy,
+                  "tflite_accuracy": check.tflite_accuracy},
+        "warnings": list(result.warnings), "notes": list(result.notes),
+    }
+    if result.sparsity is not None:
+        verdict = result.sparsity
+        out["sparsity"] = {"summary": verdict.summary, "exploited_by": list(verdict.exploited_by),
+                           "xnnpack_eligible": verdict.xnnpack_eligible, "notes": list(verdict.notes),
+                           "weights": [{"op": w.op, "layer": w.layer, "dtype": w.dtype, "encoding": w.encoding,
+                                        "densified_at_load": w.densified_at_load,
+                                        "zero_fraction": round(w.zero_fraction, 4)} for w in verdict.weights]}
+    if result.mcu is not None:
+        mcu = result.mcu
+        out["mcu"] = {"ops": list(mcu.ops), "arena_bytes": mcu.arena_bytes,
+                      "arena_recorded_bytes": mcu.recorded_arena_bytes, "arena_constant_bytes": mcu.arena_constant_bytes,
+                      "weight_bytes": mcu.strip.after.weight_bytes, "overhead_bytes": mcu.strip.after.overhead_bytes,
+                      "unstripped_bytes": mcu.strip.before.total_bytes, "stripped": list(mcu.strip.removed)}
+    return out
+
+
+def export_lines(result) -> list[str]:
+    check = result.check
+    lines = [(f"wrote {result.tflite_path}: {result.precision}, {result.size_bytes:,} bytes "
+             f"({result.gzip_bytes:,} gzipped), for {result.runtime}")]
+    agree = f"top-1 agreement {check.top1_agreement:.2%}, " if check.top1_agreement is not None else ""
+    lines.append(f"check vs Keras on {check.samples} {check.on} samples: {agree}max |error| {check.max_abs_error:.4g}, "
+                 f"mean |error| {check.mean_abs_error:.4g} -> {'ok' if check.passed else 'BELOW THRESHOLD'}")
+    if check.keras_accuracy is not None:
+        lines.append(f"accuracy on held-out labels: input Keras model {check.keras_accuracy:.2%}, exported TFLite "
+                     f"{check.tflite_accuracy:.2%}")
+    if result.mcu is not None:
+        mcu = result.mcu
+        lines.append(f"TFLM: ops {', '.join(mcu.ops)}; arena {mcu.arena_bytes:,} bytes measured "
+                     f"(recording {mcu.recorded_arena_bytes:,}), kTensorArenaSize {mcu.arena_constant_bytes:,}")
+        lines.append(f"flash: {mcu.strip.after.total_bytes:,} bytes = {mcu.strip.after.weight_bytes:,} weights + "
+                     f"{mcu.strip.after.overhead_bytes:,} overhead (was {mcu.strip.before.total_bytes:,} before "
+                     f"dropping {', '.join(mcu.strip.removed[:3])} ...)")
+        lines += [f"wrote {os.path.basename(path)}" for path in result.files[1:]]
+    if result.sparsity is not None:
+        lines.append(f"sparsity: {result.sparsity.summary}")
+        lines += [f"  {note}" for note in result.sparsity.notes]
+    lines += [f"warning: {w}" for w in result.warnings]
+    lines += [f"note: {n}" for n in result.notes]
+    return lines

@@ -1,0 +1,71 @@
+"""Predicted figures per budget and their check against a device's budgets (pure).
+
+Estimates per budget: flash = predicted .tflite size at the profile's preferred precision; RAM = the
+predicted TFLite Micro arena (tflm profiles) or the planned activation arena plus the runtime's fixed
+overhead (litert); latency and energy from `edgekit.costmodel.latency`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgekit.budgets import BUDGET_KEYS
+from edgekit.costmodel.analysis import Analysis
+from edgekit.costmodel.latency import estimate_for_profile
+
+STRIP_FIXED_BYTES = 880
+STRIP_BYTES_PER_TENSOR = 41
+STRIP_BYTES_PER_OP = 34
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    budget: str            # one of BUDGET_KEYS
+    estimate: float
+    limit: float | None    # None: the budget is not set
+    basis: str             # how the estimate was made
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.limit is None else self.estimate <= self.limit
+
+    @property
+    def headroom(self) -> float | None:
+        """Share of the limit left (negative when over)."""
+        return None if not self.limit else 1.0 - self.estimate / self.limit
+
+
+def predicted_costs(analysis: Analysis, profile, precision: str | None = None) -> dict[str, tuple[float, str]]:
+    """budget key -> (estimate, basis) at `precision` (default: the profile's preferred one)."""
+    precision = precision or profile.precision_preferred
+    size = analysis.tflite_bytes[precision]
+    flash = size.flash_bytes
+    flash_basis = f"predicted {precision} .tflite size"
+    if profile.runtime == "tflm":
+        # MCU exports are stripped of tensor names, signatures and metadata (edgekit.export.strip); fitted
+        # on 8 int8 models (teacher widths 8-64, Conv1D net, DS-CNN, ResNet-8, MLP, autoencoder): saves
+        # 880 B + 41 B per tensor - 34 B per op (the op table entries it re-packs), 1.5-1.8 KB in all.
+        flash -= max(0, STRIP_FIXED_BYTES + STRIP_BYTES_PER_TENSOR * size.n_tensors - STRIP_BYTES_PER_OP * size.n_ops)
+        flash_basis = f"predicted {precision} .tflite size, stripped for TFLM"
+        arena = analysis.tflm_arena.arena_bytes
+        if precision != "int8":  # float kernels: 4-byte activations in the planned head, same persistent tail
+            arena = analysis.tflm_arena.tail_bytes + analysis.peak_activation_bytes["float32"]
+        ram = arena + profile.cost_model.runtime_overhead_ram_bytes
+        ram_basis = "predicted TFLM arena + runtime overhead"
+    else:
+        act = analysis.peak_activation_bytes["int8" if precision == "int8" else "float32"]
+        ram = act + profile.cost_model.runtime_overhead_ram_bytes
+        ram_basis = "planned activations + runtime overhead"
+    lat = estimate_for_profile(analysis.graph, profile, precision, analysis.cost)
+    return {
+        "flash_bytes": (flash, flash_basis),
+        "ram_bytes": (ram, ram_basis),
+        "latency_ms": (lat.latency_ms, f"cost model ({profile.name}, {precision})"),
+        "energy_mj": (lat.energy_mj, "latency x active power"),
+    }
+
+
+def check_budgets(analysis: Analysis, profile, budgets, precision: str | None = None) -> list[BudgetCheck]:
+    costs = predicted_costs(analysis, profile, precision)
+    limits = budgets.as_dict()
+    return [BudgetCheck(k, costs[k][0], limits.get(k), costs[k][1]) for k in BUDGET_KEYS]

@@ -1,0 +1,221 @@
+"""export() and bench(): the Python API behind `edgekit export` and `edgekit bench` (to be merged into api.py).
+
+    >>> import edgekit.workflows.export as ek
+    >>> result = ek.export("teacher.h5", "build/teacher.tflite", device="stm32h743", data="val.npz")  # doctest: +SKIP
+    >>> result.files, result.check.top1_agreement, result.mcu.arena_constant_bytes                   # doctest: +SKIP
+    >>> m = ek.bench("build/teacher.tflite", runner="tflm", data="val.npz").measurement             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekit.errors import BadInputError, UnsupportedModelError
+from edgekit.precisions import TFLM_PRECISIONS
+
+DEFAULT_MIN_TOP1 = 0.98            # top-1 agreement with the Keras model below which the check fails
+DEFAULT_MAX_RELATIVE_ERROR = 0.05  # regression / autoencoder outputs: mean |error| / largest |output|
+CHECK_SAMPLES = 1000
+CHECK_FRACTION = 0.2  # of --data held out from int8 calibration to check the conversion on
+
+
+@dataclass(frozen=True)
+class ConversionCheck:
+    """The converted model's outputs against the Keras model's on validation (or synthetic) data."""
+
+    samples: int
+    on: str                       # "data" or "synthetic"
+    max_abs_error: float
+    mean_abs_error: float
+    top1_agreement: float | None  # None for regression-like outputs
+    threshold: str                # what it had to meet
+    passed: bool
+    keras_accuracy: float | None = None   # the user's model, before any --sparsity / --qat fine-tuning
+    tflite_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    files: tuple[str, ...]            # every file written, the .tflite first
+    tflite_path: str
+    precision: str
+    runtime: str                      # litert | tflm
+    size_bytes: int
+    gzip_bytes: int
+    calibrated_on: str | None
+    check: ConversionCheck
+    sparsity: object | None           # edgekit.export.sparse.SparsityVerdict when the model is sparse
+    mcu: object | None                # edgekit.export.mcu.McuExport for tflm devices
+    qat: object | None                # edgekit.export.qat.QatResult with --qat
+    warnings: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+def export(model_or_path, out: str | os.PathLike, precision: str | None = None, device: str | None = None,
+           data=None, int8_io: bool | None = None, qat: bool = False, epochs: int = 2, sparsity: float | None = None,
+           sparse: bool | None = None, strict: bool = False, min_top1: float = DEFAULT_MIN_TOP1,
+           trust: bool = False, seed: int = 0) -> ExportResult:
+    """Convert a Keras model for a device, check it against Keras, write it (and MCU sources) atomically.
+
+    precision: float32 | float16 | dynamic_int8 | int8 (default: the device's preferred, else int8).
+    data: a path (.npz / .npy / image folder) or (x, y) arrays: calibration, fine-tuning and the check.
+    qat: quantization-aware fine-tune (needs data) before an int8 conversion. sparsity: prune that share
+    of the weights with tfmot first; sparse: use the converter's sparse weight encoding (default: when
+    the model has sparse weights and the target is LiteRT). strict: raise when the check fails.
+    """
+    from edgekit.export import tflite
+    from edgekit.export.sparse import gzip_bytes, is_sparse, sparsify_for_export, sparsity_verdict
+    from edgekit.model_io import load_keras
+    from edgekit.model_io.atomic import check_target, write_atomically
+
+    profile = optional_profile(device)
+    runtime = profile.runtime if profile is not None else "litert"
+    precision = _precision(precision, profile, qat)
+    if runtime == "tflm" and precision not in TFLM_PRECISIONS:
+        raise BadInputError(f"{profile.name} runs TensorFlow Lite Micro, which needs precision int8 or float32, "
+                            f"not {precision}")
+    int8_io = (runtime == "tflm" and precision == "int8") if int8_io is None else int8_io
+    protected = [os.fspath(model_or_path)] if isinstance(model_or_path, (str, os.PathLike)) else []
+    target = check_target(out, protected)
+    if not target.endswith(".tflite"):
+        raise BadInputError(f"{out}: the output file must end in .tflite")
+    model, _ = load_keras(model_or_path, trust=trust)
+    original = model
+    train, val = _data(data, model)
+    notes: list[str] = []
+
+    if sparsity is not None:
+        pruned = sparsify_for_export(model, sparsity, data=(train.x, train.y) if train is not None else None,
+                                     epochs=epochs, seed=seed)
+        model = pruned.model
+        notes += [f"sparsity: {pruned.sparsity:.1%} of conv/dense weights zero", *pruned.notes]
+    qat_result = None
+    if qat:
+        if train is None:
+            raise BadInputError("--qat fine-tunes the model: pass --data with training samples")
+        from edgekit.export.qat import quantize_aware
+
+        qat_result = quantize_aware(model, train.x, train.y, epochs=epochs, seed=seed)
+        notes += list(qat_result.notes)
+    if sparse is None:
+        sparse = runtime == "litert" and is_sparse(model)
+    if sparse and runtime == "tflm":
+        notes.append("sparse weight encoding not used: TensorFlow Lite Micro has no sparse kernels or DENSIFY")
+        sparse = False
+    to_convert = qat_result.model if qat_result is not None else model
+    calibration = train.x if train is not None else None
+    result = tflite.convert(to_convert, precision, calibration, int8_io=int8_io, seed=seed, sparse=sparse)
+    check = _check(original, to_convert, result.tflite_bytes, val, precision, min_top1, seed)
+    if not check.passed:
+        message = (f"conversion check failed: {_describe(check)}; try --qat, more calibration --data, or a "
+                   "higher precision")
+        if strict:
+            raise UnsupportedModelError(message)
+        notes.append("WARNING " + message)
+    if check.on == "synthetic":
+        notes.append("no --data: checked on synthetic inputs only, accuracy on real data is unverified")
+
+    files: dict[str, bytes | str] = {}
+    mcu = None
+    tflite_bytes = result.tflite_bytes
+    if runtime == "tflm":
+        from edgekit.export.mcu import build_mcu_sources
+
+        stem = os.path.splitext(os.path.basename(target))[0]
+        mcu = build_mcu_sources(tflite_bytes, stem, keras_model=model,
+                                check_data=val.x[:32] if val is not None else None)
+        tflite_bytes = mcu.tflite_bytes
+        directory = os.path.dirname(target)
+        files[target] = tflite_bytes
+        for name, text in mcu.files.items():
+            files[os.path.join(directory, name if name != "main.cc" else f"{stem}_main.cc")] = text
+        notes += list(mcu.notes)
+    else:
+        files[target] = tflite_bytes
+    verdict = None
+    if sparse or sparsity is not None or is_sparse(model):
+        verdict = sparsity_verdict(tflite_bytes, [layer.name for layer in model.layers], runtime)
+    written = write_atomically(files, protected)
+    return ExportResult(
+        files=written, tflite_path=target, precision=precision, runtime=runtime, size_bytes=len(tflite_bytes),
+        gzip_bytes=gzip_bytes(tflite_bytes), calibrated_on=result.calibrated_on, check=check, sparsity=verdict,
+        mcu=mcu, qat=qat_result, warnings=result.warnings, notes=tuple(notes))
+
+
+def optional_profile(device: str | None):
+    """The named profile, or None without a device."""
+    from edgekit.profiles import load_profile
+
+    return None if device is None else load_profile(device)
+
+
+def _precision(precision: str | None, profile, qat: bool) -> str:
+    from edgekit.precisions import PRECISIONS
+
+    if qat:
+        if precision not in (None, "int8"):
+            raise BadInputError(f"--qat produces an int8 model; drop --precision {precision}")
+        return "int8"
+    if precision is None:
+        preferred = profile.precision_preferred if profile is not None else "int8"
+        return preferred if preferred in PRECISIONS else "int8"
+    if precision not in PRECISIONS:
+        raise BadInputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def _data(data, model):
+    """(train, val) Datasets from a path or (x, y), checked against the model's input; (None, None) without."""
+    if data is None:
+        return None, None
+    from edgekit.data import as_dataset, split
+
+    dataset = as_dataset(data, model.input_shape)
+    if len(dataset) < 10:
+        return dataset, dataset
+    return split(dataset, val_fraction=CHECK_FRACTION, seed=0)
+
+
+def _is_regression(model) -> bool:
+    out, inp = tuple(model.output_shape[1:]), tuple(model.input_shape[1:])
+    return out == inp or (len(out) >= 1 and out[-1] == 1)
+
+
+def _check(original, converted_from, tflite_bytes: bytes, val, precision: str, min_top1: float,
+           seed: int) -> ConversionCheck:
+    """TFLite outputs vs the Keras model they were converted from (QAT: the fake-quant model)."""
+    from edgekit.runners.agreement import agreement
+    from edgekit.runners.litert import predict
+
+    if val is not None:
+        x, y, on = val.x[:CHECK_SAMPLES], (val.y[:CHECK_SAMPLES] if val.y is not None else None), "data"
+    else:
+        shape = tuple(int(d) for d in converted_from.input_shape[1:])
+        x, y, on = np.random.default_rng(seed).standard_normal((200, *shape)).astype(np.float32), None, "synthetic"
+    reference = converted_from.predict(x, verbose=0, batch_size=256)
+    outputs = predict(tflite_bytes, x)
+    found = agreement(reference, outputs)
+    keras_accuracy = tflite_accuracy = None
+    if y is not None and np.asarray(y).ndim == 1 and reference.ndim == 2 and reference.shape[1] > 1:
+        labels = np.asarray(y).astype(np.int64)
+        keras_accuracy = float(np.mean(original.predict(x, verbose=0, batch_size=256).argmax(1) == labels))
+        tflite_accuracy = float(np.mean(outputs.argmax(1) == labels))
+    if _is_regression(converted_from):
+        relative = found.mean_abs_error / (found.reference_max_abs or 1.0)
+        passed = bool(np.isfinite(relative) and relative <= DEFAULT_MAX_RELATIVE_ERROR)
+        threshold = f"mean |error| <= {DEFAULT_MAX_RELATIVE_ERROR:.0%} of the largest |output|"
+        top1 = None
+    else:
+        top1 = found.top1_agreement
+        passed = bool(top1 >= min_top1 and np.isfinite(found.max_abs_error))
+        threshold = f"top-1 agreement >= {min_top1:.0%}"
+    return ConversionCheck(found.n_samples, on, found.max_abs_error, found.mean_abs_error, top1, threshold, passed,
+                           keras_accuracy, tflite_accuracy)
+
+
+def _describe(check: ConversionCheck) -> str:
+    agree = f"top-1 agreement {check.top1_agreement:.1%}, " if check.top1_agreement is not None else ""
+    return f"{agree}max |error| {check.max_abs_error:.3g} on {check.samples} samples (needs {check.threshold})"

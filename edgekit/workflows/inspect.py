@@ -1,0 +1,81 @@
+"""`inspect`: analyse a model and, with a device, check each budget against its estimate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgekit.costmodel.analysis import Analysis, analyze_graph
+from edgekit.costmodel.predict import BudgetCheck, check_budgets
+from edgekit.ir.from_keras import from_keras
+from edgekit.model_io import load_keras
+
+
+@dataclass(frozen=True)
+class InspectResult:
+    model_path: str | None
+    model_format: str | None
+    analysis: Analysis
+    profile: object | None          # edgekit.profiles.DeviceProfile
+    checks: tuple[BudgetCheck, ...]
+
+    @property
+    def fits(self) -> bool | None:
+        """True/False with a device and at least one budget; None without."""
+        verdicts = [c.fits for c in self.checks if c.fits is not None]
+        return all(verdicts) if verdicts else None
+
+    def to_dict(self) -> dict:
+        """The `edgekit inspect --json` object."""
+        a = self.analysis
+        precision = self.profile.precision_preferred if self.profile is not None else "int8"
+        act_precision = "int8" if precision == "int8" else "float32"
+        out = {
+            "model": self.model_path,
+            "format": self.model_format,
+            "params": a.params,
+            "macs": a.macs,
+            "ops": a.cost.ops,
+            "precision": precision,
+            "peak_activation_bytes": a.peak_activation_bytes[act_precision],
+            "peak_activation_bytes_by_precision": a.peak_activation_bytes,
+            "weight_bytes": vars(a.cost.weight_bytes),
+            "tflite_bytes_estimate": {p: e.flash_bytes for p, e in a.tflite_bytes.items()},
+            "tflm_arena_estimate_bytes": a.tflm_arena.arena_bytes,
+            "tflite_ops_source": a.ops_source,
+            "unsupported_ops": {rt: [{"layer": u.layer, "op": u.op} for u in ops] for rt, ops in a.unsupported.items()},
+            "layers": [{
+                "name": c.name, "op": c.op, "output_shape": list(c.output_shape), "params": c.params, "macs": c.macs,
+                "ops": c.ops, "weight_bytes": vars(c.weight_bytes), "activation_bytes": c.activation_bytes_float32,
+                "activation_bytes_int8": c.activation_bytes_int8, "tflite_ops": list(a.layer_ops.get(c.name, ())),
+            } for c in a.cost.layers],
+        }
+        if self.profile is not None:
+            out["device"] = self.profile.name
+            out["runtime"] = self.profile.runtime
+            out["budgets"] = {c.budget: {"estimate": c.estimate, "limit": c.limit, "fits": c.fits, "basis": c.basis}
+                              for c in self.checks}
+            out["predicted"] = {c.budget: c.estimate for c in self.checks}
+            out["fits"] = self.fits
+        return out
+
+
+def inspect(model_or_path, device: str | None = None, trust: bool = False, **budget_overrides) -> InspectResult:
+    """Analyse a model and, with a device, check each budget against its estimate.
+
+    budget_overrides: max_flash, max_ram, max_latency_ms, max_energy_mj (strings with units or numbers).
+    """
+    model, loaded = load_keras(model_or_path, trust=trust)
+    analysis = analyze_graph(from_keras(model))
+    profile = None
+    checks: tuple[BudgetCheck, ...] = ()
+    if device is not None:
+        from edgekit.budgets import parse_budget_overrides
+        from edgekit.profiles import load_profile
+
+        profile = load_profile(device)
+        budgets = profile.budgets.with_overrides(**parse_budget_overrides(**budget_overrides))
+        checks = tuple(check_budgets(analysis, profile, budgets))
+    return InspectResult(
+        model_path=str(model_or_path) if loaded is not None else None,
+        model_format=loaded.format if loaded is not None else None,
+        analysis=analysis, profile=profile, checks=checks)
