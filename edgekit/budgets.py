@@ -75,6 +75,37 @@ def parse_budget_overrides(
     return out
 
 
+@dataclass(frozen=True)
+class BudgetLine:
+    """One budget of one model on one device: its limit, the predicted and (when run) measured figure.
+
+    `fits` uses the measured figure when there is one, else the prediction; None when no limit is set.
+    """
+
+    budget: str                       # one of BUDGET_KEYS
+    limit: float | None               # None: no budget on this resource
+    predicted: float | None
+    basis: str = ""                   # how the prediction was made
+    measured: float | None = None     # from a runner (TFLM, LiteRT, adb); None when not measured
+    measured_by: str | None = None    # e.g. "TFLM arena (bisected)", "LiteRT on host"
+    margin: float = 1.0               # the planner aims at this share of the limit
+
+    @property
+    def value(self) -> float | None:
+        return self.measured if self.measured is not None else self.predicted
+
+    @property
+    def fits(self) -> bool | None:
+        if self.limit is None or self.value is None:
+            return None
+        return self.value <= self.limit
+
+    @property
+    def headroom(self) -> float | None:
+        """Share of the limit left (negative when over)."""
+        return None if not self.limit or self.value is None else 1.0 - self.value / self.limit
+
+
 def resolve_budgets(profile, **overrides) -> Budgets:
     """The profile's default budgets with the given CLI-style overrides (max_flash="12KB", ...) applied."""
     return profile.budgets.with_overrides(**parse_budget_overrides(**overrides))

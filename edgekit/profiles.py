@@ -132,8 +132,14 @@ class DeviceProfile:
     path: Path
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-able values (for ``edgekit devices --json`` and reports)."""
+        """Plain JSON-able values of every field (for reports)."""
         return _plain(self)
+
+    def summary_dict(self) -> dict[str, Any]:
+        """The ``edgekit devices --json`` entry: name, kind, runtime, memory, preferred precision, budgets."""
+        return {"name": self.name, "kind": self.kind, "runtime": self.runtime, "ram_bytes": self.ram_bytes,
+                "flash_bytes": self.flash_bytes, "precision_preferred": self.precision_preferred,
+                "budgets": self.budgets.as_dict(), "path": str(self.path)}
 
 
 def _plain(value: Any) -> Any:

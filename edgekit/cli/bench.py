@@ -43,39 +43,12 @@ def command(model, runner, device, data, keras_model, threads, runs, warmup, ser
     adb = {"serial": serial, "binary": binary, "delegate": delegate, "tool": tool} if runner == "adb" else {}
     result = bench(model, runner=runner, device=device, data=data, threads=threads, keras_model=keras_model,
                    warmup=warmup, runs=runs, trust=trust_model, **adb)
-    payload = bench_json(result)
+    payload = result.to_dict()
     if as_json:
         click.echo(json.dumps(payload, indent=2))
         return
     for line in bench_lines(payload):
         click.echo(line)
-
-
-def bench_json(result) -> dict:
-    m = result.measurement
-    out = {
-        "model": result.model_path, "runner": m.runner, "device": m.device, "precision": result.precision,
-        "model_size_bytes": m.model_size_bytes, "runs": m.runs, "threads": m.threads, "init_ms": m.init_ms,
-        "latency_ms": {"p50": m.latency_ms_p50, "p90": m.latency_ms_p90, "p99": m.latency_ms_p99,
-                       "mean": m.latency_ms_mean, "std": m.latency_ms_std, "min": m.latency_ms_min},
-        "peak_rss_growth_bytes": m.peak_rss_growth_bytes,
-    }
-    if m.runner == "tflm":
-        out["arena_bytes"] = m.arena_bytes
-        out["arena_recorded_bytes"] = m.arena_recorded_bytes
-    if m.accuracy is not None:
-        out["accuracy"] = m.accuracy
-    if m.agreement is not None:
-        a = m.agreement
-        out["agreement"] = {"reference": m.agreement_reference, "samples": a.n_samples,
-                            "top1_agreement": a.top1_agreement, "max_abs_error": a.max_abs_error,
-                            "mean_abs_error": a.mean_abs_error}
-    if result.device is not None:
-        out["profile"] = result.device
-        out["predicted_latency_ms"] = result.predicted_latency_ms
-        out["prediction"] = result.prediction_note
-    out["notes"] = list(m.notes)
-    return out
 
 
 def _ms(value) -> str:

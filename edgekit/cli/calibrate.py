@@ -78,7 +78,7 @@ def command(device: str, out: str | None, precisions: str | None, rounds: int, a
         write_profile(profile.path, out, result.cost_model, result.precisions, result.source)
     fit = result.stored_fit
     if as_json:
-        click.echo(json.dumps(_json(result, out), indent=2))
+        click.echo(json.dumps(result.to_dict(out), indent=2))
         return
     click.echo(
         f"fitted on {len(fit.points)} timed models in {result.seconds:.0f} s: RMS log error "
@@ -100,42 +100,3 @@ def command(device: str, out: str | None, precisions: str | None, rounds: int, a
     else:
         click.echo(cost_model_yaml(result.cost_model, result.precisions, result.source), nl=False)
     sys.stdout.flush()
-
-
-def _json(result, out: str | None) -> dict:
-    fit = result.stored_fit
-    return {
-        "device": result.profile.name,
-        "out": out,
-        "seconds": result.seconds,
-        "source": result.source,
-        "rms_log_error": fit.rms_log_error,
-        "share_within_10pct": fit.share_within(0.10),
-        "cost_model": _cost_model_json(result.cost_model),
-        "full_fit": {
-            "rms_log_error": result.fit.rms_log_error,
-            "share_within_10pct": result.fit.share_within(0.10),
-            "cost_model": _cost_model_json(result.fit.cost_model),
-        },
-        "points": [
-            {
-                "name": p.name,
-                "precision": p.precision,
-                "measured_ms": p.measured_ms,
-                "predicted_ms": p.predicted_ms,
-                "predicted_ms_full_fit": q.predicted_ms,
-            }
-            for p, q in zip(fit.points, result.fit.points)
-        ],
-    }
-
-
-def _cost_model_json(model) -> dict:
-    return {
-        "per_inference_overhead_us": model.per_inference_overhead_us,
-        "per_op_overhead_us": model.per_op_overhead_us,
-        "memory_bandwidth_mb_s": model.memory_bandwidth_mb_s,
-        "runtime_overhead_ram_bytes": model.runtime_overhead_ram_bytes,
-        "macs_per_s": {c: dict(r) for c, r in model.macs_per_s.items()},
-        "ops_per_s": {c: dict(r) for c, r in model.ops_per_s.items()},
-    }

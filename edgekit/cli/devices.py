@@ -17,10 +17,7 @@ def command(as_json: bool) -> None:
 
     profiles = list_profiles()
     if as_json:
-        click.echo(json.dumps([{
-            "name": p.name, "kind": p.kind, "runtime": p.runtime, "ram_bytes": p.ram_bytes,
-            "flash_bytes": p.flash_bytes, "precision_preferred": p.precision_preferred,
-            "budgets": p.budgets.as_dict(), "path": str(p.path)} for p in profiles], indent=2))
+        click.echo(json.dumps([p.summary_dict() for p in profiles], indent=2))
         return
     from rich.table import Table
 

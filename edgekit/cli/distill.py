@@ -11,9 +11,8 @@ import json
 
 import click
 
+from edgekit.distill.families import CHOICES as FAMILY_CHOICES
 from edgekit.errors import BadInputError
-
-FAMILY_CHOICES = ("dscnn", "mobilenet", "mlp", "auto")
 
 
 def parse_macs_target(value: str | None) -> tuple[int | None, float | None]:

@@ -50,38 +50,10 @@ def command(model, out, precision, device, data, int8_io, qat, sparsity, sparse,
                     epochs=epochs, sparsity=sparsity, sparse=sparse, strict=strict, min_top1=min_agreement,
                     trust=trust_model)
     if as_json:
-        click.echo(json.dumps(export_json(result), indent=2))
+        click.echo(json.dumps(result.to_dict(), indent=2))
         return
     for line in export_lines(result):
         click.echo(line)
-
-
-def export_json(result) -> dict:
-    check = result.check
-    out = {
-        "files": list(result.files), "tflite": result.tflite_path, "precision": result.precision,
-        "runtime": result.runtime, "size_bytes": result.size_bytes, "gzip_bytes": result.gzip_bytes,
-        "calibrated_on": result.calibrated_on,
-        "check": {"samples": check.samples, "on": check.on, "max_abs_error": check.max_abs_error,
-                  "mean_abs_error": check.mean_abs_error, "top1_agreement": check.top1_agreement,
-                  "threshold": check.threshold, "passed": check.passed, "keras_accuracy": check.keras_accuracy,
-                  "tflite_accuracy": check.tflite_accuracy},
-        "warnings": list(result.warnings), "notes": list(result.notes),
-    }
-    if result.sparsity is not None:
-        verdict = result.sparsity
-        out["sparsity"] = {"summary": verdict.summary, "exploited_by": list(verdict.exploited_by),
-                           "xnnpack_eligible": verdict.xnnpack_eligible, "notes": list(verdict.notes),
-                           "weights": [{"op": w.op, "layer": w.layer, "dtype": w.dtype, "encoding": w.encoding,
-                                        "densified_at_load": w.densified_at_load,
-                                        "zero_fraction": round(w.zero_fraction, 4)} for w in verdict.weights]}
-    if result.mcu is not None:
-        mcu = result.mcu
-        out["mcu"] = {"ops": list(mcu.ops), "arena_bytes": mcu.arena_bytes,
-                      "arena_recorded_bytes": mcu.recorded_arena_bytes, "arena_constant_bytes": mcu.arena_constant_bytes,
-                      "weight_bytes": mcu.strip.after.weight_bytes, "overhead_bytes": mcu.strip.after.overhead_bytes,
-                      "unstripped_bytes": mcu.strip.before.total_bytes, "stripped": list(mcu.strip.removed)}
-    return out
 
 
 def export_lines(result) -> list[str]:

@@ -36,7 +36,6 @@ def command(model, device, data, val, out_dir, max_flash, max_ram, max_latency_m
     """
     from edgekit.workflows.fit import fit
     from edgekit.workflows.fit.pipeline import FitDoesNotFitError
-    from edgekit.workflows.fit.report import to_json
 
     try:
         result = fit(model, device, data, val=val, out_dir=out_dir, epochs=epochs,
@@ -45,10 +44,10 @@ def command(model, device, data, val, out_dir, max_flash, max_ram, max_latency_m
                      max_energy_mj=max_energy_mj)
     except FitDoesNotFitError as err:
         if as_json:
-            click.echo(json.dumps(to_json(err.result), indent=2, default=str))
+            click.echo(json.dumps(err.result.to_dict(), indent=2, default=str))
         raise
     if as_json:
-        click.echo(json.dumps(to_json(result), indent=2, default=str))
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
     elif not quiet:
         _print_summary(result)
     sys.exit(0)

@@ -11,9 +11,8 @@ import json
 import click
 
 from edgekit.budgets import BUDGET_KEYS, BUDGET_LABELS, format_budget
+from edgekit.channels.criteria import CRITERIA
 from edgekit.cli.options import budget_options
-
-CRITERIA = ("l1", "l2", "bn", "taylor")
 
 
 @click.command("plan")
@@ -22,7 +21,7 @@ CRITERIA = ("l1", "l2", "bn", "taylor")
 @budget_options
 @click.option("--data", type=click.Path(), help="Training samples (.npz x/y, .npy x, or an image folder): the most "
               "promising candidates are fine-tuned or distilled briefly and the most accurate is chosen.")
-@click.option("--val-data", type=click.Path(), help="Validation samples (default: 20% of --data).")
+@click.option("--val-data", type=click.Path(), help="Validation samples (default: 10% of --data).")
 @click.option("--out", "-o", type=click.Path(), default="plan.json", show_default=True, help="Where to write the plan.")
 @click.option("--margin", type=float, default=0.9, show_default=True,
               help="Plan to this share of every budget (predictions have error).")
@@ -44,7 +43,7 @@ def command(model, device, max_flash, max_ram, max_latency_ms, max_energy_mj, da
     0 a plan fits; 2 bad input; 3 no candidate fits (the message names the binding budget; nothing written).
     """
     from edgekit.errors import BadInputError
-    from edgekit.planner.plan_json import plan_to_dict, write_plan
+    from edgekit.planner.plan_json import write_plan
     from edgekit.workflows.plan import plan
 
     if not 0.0 < margin <= 1.0:
@@ -56,7 +55,7 @@ def command(model, device, max_flash, max_ram, max_latency_ms, max_energy_mj, da
                   max_latency_ms=max_latency_ms, max_energy_mj=max_energy_mj)
     write_plan(result, out)
     if as_json:
-        click.echo(json.dumps(plan_to_dict(result), indent=2))
+        click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         print_plan(result, out)
 

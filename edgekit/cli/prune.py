@@ -10,59 +10,8 @@ import sys
 
 import click
 
-from edgekit.errors import BadInputError
-
-METHODS = ("structured", "magnitude", "2:4")
-CRITERIA = ("l1", "l2", "bn", "taylor")  # edgekit.prune.importance.CRITERIA, without importing numpy here
-
-
-def parse_target(value: str | None, total: int, option: str) -> int | None:
-    """'250000', '1.5M', '12.5k' (decimal) or '25%' (of the model's current count) -> a count."""
-    if value is None:
-        return None
-    from edgekit.units import parse_rate
-
-    text = str(value).strip()
-    try:
-        if text.endswith("%"):
-            share = float(text[:-1])
-            if not 0 < share <= 100:
-                raise ValueError
-            return max(1, int(total * share / 100))
-        count = int(parse_rate(text, option))
-    except ValueError:
-        raise BadInputError(f"{option} {value!r}: use a count (250000, 1.5M, 12.5k) or a share of the model "
-                            "(25%)") from None
-    if count <= 0:
-        raise BadInputError(f"{option} {value!r} must be positive")
-    return count
-
-
-def _size_target(value: str | None, model, precision: str) -> int | None:
-    """'64KB' / '0.5MB' (KB = 1024 B) or '25%' of the model's predicted TFLite size -> bytes."""
-    if value is None:
-        return None
-    from edgekit.costmodel.size import estimate_tflite_bytes
-    from edgekit.ir.from_keras import from_keras
-    from edgekit.units import parse_bytes
-
-    text = str(value).strip()
-    if text.endswith("%"):
-        return parse_target(text, estimate_tflite_bytes(from_keras(model), precision).flash_bytes, "--target-size")
-    try:
-        return parse_bytes(text, "--target-size")
-    except ValueError as err:
-        raise BadInputError(str(err)) from None
-
-
-def _round_to(round_to: int | None, device: str | None) -> int:
-    if round_to is not None:
-        return round_to
-    if device is None:
-        return 1
-    from edgekit.profiles import load_profile
-
-    return int(load_profile(device).channel_multiple or 1)
+from edgekit.channels.criteria import CRITERIA
+from edgekit.workflows.prune import METHODS
 
 
 @click.command("prune")
@@ -107,56 +56,28 @@ def command(model, out, ratio, target_macs, target_params, target_size, size_pre
     Structured pruning removes whole channels across residual Adds, Concatenates and depthwise convs;
     layers it cannot follow are left whole and listed. Exit codes: 0 ok, 2 bad input, 3 target not reachable.
     """
-    from edgekit.costmodel.layer_costs import analyze
-    from edgekit.data import load_data
-    from edgekit.ir.from_keras import from_keras
-    from edgekit.model_io import load_model, require_keras, save_model
-
-    keras_model = require_keras(load_model(model, trust=trust_model), "pruning")
-    dataset = load_data(data, keras_model.input_shape) if data else None
-    val = load_data(val_data, keras_model.input_shape) if val_data else None
-    if method != "structured":
-        _sparsity(keras_model, out, method, ratio, dataset, epochs, batch_size, learning_rate, as_json)
-        return
-    cost = analyze(from_keras(keras_model))
-    from edgekit.prune import prune
+    from edgekit.workflows.prune import prune_file
 
     progress = None
     if iterative:
         def progress(step):
             click.echo(str(step), err=as_json)
 
-    result = prune(
-        keras_model, ratio, importance=importance, data=dataset, validation_data=val,
-        target_macs=parse_target(target_macs, cost.macs, "--target-macs"),
-        target_params=parse_target(target_params, cost.params, "--target-params"),
-        target_size_bytes=_size_target(target_size, keras_model, size_precision), size_precision=size_precision,
-        global_ranking=not per_group, min_channels=min_channels, round_to=_round_to(round_to, device),
-        iterative=iterative, steps=steps, epochs=epochs, final_epochs=final_epochs, batch_size=batch_size,
-        learning_rate=learning_rate, l1_regularization=l1_regularization, progress=progress)
-    save_model(result.model, out)
+    outcome = prune_file(
+        model, out, method=method, ratio=ratio, target_macs=target_macs, target_params=target_params,
+        target_size=target_size, size_precision=size_precision, data=data, val_data=val_data, round_to=round_to,
+        device=device, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, trust=trust_model,
+        progress=progress, importance=importance, per_group=per_group, min_channels=min_channels,
+        iterative=iterative, steps=steps, final_epochs=final_epochs, l1_regularization=l1_regularization)
     if as_json:
-        click.echo(json.dumps({"out": out, **result.report.as_dict()}, indent=2, default=str))
+        click.echo(json.dumps(outcome.to_dict(), indent=2, default=str))
+    elif outcome.report is not None:
+        _print_report(outcome.report, out)
     else:
-        _print_report(result.report, out)
+        _print_sparsity(outcome.sparsity, out)
 
 
-def _sparsity(model, out, method, ratio, dataset, epochs, batch_size, learning_rate, as_json) -> None:
-    from edgekit.model_io import save_model
-    from edgekit.prune.sparsity import sparsify
-
-    if method == "magnitude" and ratio is None:
-        raise BadInputError("--method magnitude needs --ratio (the share of weights to zero, e.g. 0.5)")
-    data = (dataset.x, dataset.y) if dataset is not None else None
-    result = sparsify(model, ratio if ratio is not None else 0.5,
-                      pattern="unstructured" if method == "magnitude" else method, data=data,
-                      epochs=epochs if epochs is not None else 2, batch_size=batch_size, learning_rate=learning_rate)
-    save_model(result.model, out)
-    if as_json:
-        click.echo(json.dumps({"out": out, "pattern": result.pattern, "sparsity": result.sparsity,
-                               "layers": [{"name": s.name, "op": s.op, "weights": s.weights, "zeros": s.zeros}
-                                          for s in result.layers], "notices": list(result.notices)}, indent=2))
-        return
+def _print_sparsity(result, out: str) -> None:
     for s in result.layers:
         click.echo(f"{s.name:<32} {s.op:<16} {s.zeros:>9,} / {s.weights:>9,} zero ({s.sparsity:.1%})")
     click.echo(f"{result.pattern} sparsity {result.sparsity:.1%} -> {out}")

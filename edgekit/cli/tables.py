@@ -51,7 +51,7 @@ def print_inspect(result: InspectResult) -> None:
         budget_table.add_column(col, justify="right" if col in ("estimate", "limit") else "left")
     for c in result.checks:
         verdict = {True: "[green]yes[/green]", False: "[red]NO[/red]", None: "-"}[c.fits]
-        budget_table.add_row(BUDGET_LABELS[c.budget], format_budget(c.budget, c.estimate),
+        budget_table.add_row(BUDGET_LABELS[c.budget], format_budget(c.budget, c.predicted),
                              format_budget(c.budget, c.limit), verdict, c.basis)
     console.print(budget_table)
     if result.fits is False:

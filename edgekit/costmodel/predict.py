@@ -7,32 +7,13 @@ overhead (litert); latency and energy from `edgekit.costmodel.latency`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from edgekit.budgets import BUDGET_KEYS
+from edgekit.budgets import BUDGET_KEYS, BudgetLine
 from edgekit.costmodel.analysis import Analysis
 from edgekit.costmodel.latency import estimate_for_profile
 
 STRIP_FIXED_BYTES = 880
 STRIP_BYTES_PER_TENSOR = 41
 STRIP_BYTES_PER_OP = 34
-
-
-@dataclass(frozen=True)
-class BudgetCheck:
-    budget: str            # one of BUDGET_KEYS
-    estimate: float
-    limit: float | None    # None: the budget is not set
-    basis: str             # how the estimate was made
-
-    @property
-    def fits(self) -> bool | None:
-        return None if self.limit is None else self.estimate <= self.limit
-
-    @property
-    def headroom(self) -> float | None:
-        """Share of the limit left (negative when over)."""
-        return None if not self.limit else 1.0 - self.estimate / self.limit
 
 
 def predicted_costs(analysis: Analysis, profile, precision: str | None = None) -> dict[str, tuple[float, str]]:
@@ -65,7 +46,7 @@ def predicted_costs(analysis: Analysis, profile, precision: str | None = None) -
     }
 
 
-def check_budgets(analysis: Analysis, profile, budgets, precision: str | None = None) -> list[BudgetCheck]:
+def check_budgets(analysis: Analysis, profile, budgets, precision: str | None = None) -> list[BudgetLine]:
     costs = predicted_costs(analysis, profile, precision)
     limits = budgets.as_dict()
-    return [BudgetCheck(k, costs[k][0], limits.get(k), costs[k][1]) for k in BUDGET_KEYS]
+    return [BudgetLine(k, limits.get(k), costs[k][0], costs[k][1]) for k in BUDGET_KEYS]

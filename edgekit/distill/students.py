@@ -8,11 +8,11 @@ Families (all end in Dense(n_classes), with the teacher's output activation when
                     halves the resolution and doubles the channels (up to 8x width), MobileNet-v1 style
 Derived from the teacher (edgekit.distill.derive): `shrink_teacher`, `drop_residual_blocks`.
 
-MACs are counted by `_count_macs` (conv, depthwise, separable, transposed conv and dense layers, one
-multiply-accumulate per weight use, biases excluded), or by the `macs_fn` you pass.
+MACs are counted by the cost model (`model_macs`: conv, depthwise, separable, transposed conv and dense
+layers, one multiply-accumulate per weight use, biases excluded), or by the `macs_fn` you pass.
 
     >>> m = mlp((16,), n_classes=4, width=8, depth=2)   # doctest: +SKIP
-    >>> _count_macs(m)                                   # 16*8 + 8*8 + 8*4   # doctest: +SKIP
+    >>> model_macs(m)                                   # 16*8 + 8*8 + 8*4   # doctest: +SKIP
     224
 """
 
@@ -23,12 +23,10 @@ from collections.abc import Callable, Sequence
 
 from edgekit._tf import tf_keras
 from edgekit.distill.derive import drop_residual_blocks, find_residual_blocks, shrink_teacher
+from edgekit.distill.families import FAMILIES as FAMILY_TABLE
 from edgekit.errors import BadInputError, UnsupportedModelError
 
-FAMILIES = ("mlp", "dscnn", "mobilenet_like")
-DEFAULT_DEPTH = {"mlp": 2, "dscnn": 4, "mobilenet_like": 4}
-MAX_DEPTH = {"mlp": 8, "dscnn": 12, "mobilenet_like": 13}
-MIN_DEPTH = {"mlp": 0, "dscnn": 1, "mobilenet_like": 1}
+FAMILIES = tuple(FAMILY_TABLE)
 DEFAULT_MAC_FRACTION = 0.25
 # Keras' default 0.99 leaves BatchNorm's moving statistics near their initial values for the first few
 # hundred steps: on small data sets validation (and early stopping) would then see a broken model.
@@ -116,13 +114,13 @@ def student_for(teacher, family: str | None = None, target_macs: int | None = No
         family: 'mlp', 'dscnn' or 'mobilenet_like'; by default chosen by the input rank (vector, signal,
             image). target_macs: defaults to a quarter of the teacher's MACs.
         depth: fix the depth; otherwise the family default, moved only when no width reaches the target.
-        macs_fn: model -> MACs (e.g. from edgekit.costmodel.layer_costs); defaults to `_count_macs`.
+        macs_fn: model -> MACs (e.g. from edgekit.costmodel.layer_costs); defaults to `model_macs`.
     Returns:
         the largest student whose MACs are <= target_macs (fresh weights, the teacher's output activation).
     Raises:
         BadInputError when even the smallest student exceeds the target.
     """
-    macs_fn = macs_fn or _count_macs
+    macs_fn = macs_fn or model_macs
     input_shape, output_shape = tuple(teacher.input_shape[1:]), tuple(teacher.output_shape[1:])
     if len(output_shape) != 1:
         raise UnsupportedModelError(f"teacher {teacher.name} outputs {(None,) + output_shape}: reference students "
@@ -138,21 +136,21 @@ def student_for(teacher, family: str | None = None, target_macs: int | None = No
                              _output_activation(teacher))
 
     def macs(width: int, d: int) -> int:
-        if macs_fn is _count_macs:  # same count without building a model: ~1000x faster
+        if macs_fn is model_macs:  # same count without building a model: ~1000x faster
             return _family_macs(family, input_shape, int(output_shape[0]), width, d, resolution)
         return macs_fn(build(width, d))
 
     def widest(d: int) -> int | None:
         return _largest_width_within(lambda w: macs(w, d), target, max_width)
 
-    d = depth if depth is not None else DEFAULT_DEPTH[family]
+    d = depth if depth is not None else FAMILY_TABLE[family].default_depth
     width = widest(d)
     if depth is None and width is None:  # too small a target: go shallower
-        while width is None and d > MIN_DEPTH[family]:
+        while width is None and d > FAMILY_TABLE[family].min_depth:
             d -= 1
             width = widest(d)
     elif depth is None and width == max_width:  # too large a target for max_width: go deeper
-        while width == max_width and d < MAX_DEPTH[family]:
+        while width == max_width and d < FAMILY_TABLE[family].max_depth:
             deeper = widest(d + 1)
             if deeper is None:
                 break
@@ -175,36 +173,12 @@ def load_student(path, trust: bool = False):
     return require_keras(load_model(path, trust=trust), "distillation")
 
 
-def _count_macs(model) -> int:
-    """Multiply-accumulates per sample of conv / depthwise / separable / transposed conv / dense layers.
+def model_macs(model) -> int:
+    """Multiply-accumulates per sample, counted by the cost model (edgekit.costmodel.layer_costs)."""
+    from edgekit.costmodel.layer_costs import analyze
+    from edgekit.ir.from_keras import from_keras
 
-    A stand-in for edgekit.costmodel.layer_costs.analyze(graph).macs (same conventions); nested models are counted too.
-    """
-    keras = tf_keras()
-    layers = keras.layers
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            total += _count_macs(layer)
-            continue
-        if not hasattr(layer, "kernel_size") and not isinstance(layer, layers.Dense):
-            continue
-        in_shape, out_shape = layer.get_input_shape_at(0), layer.get_output_shape_at(0)
-        if isinstance(layer, layers.Dense):
-            total += math.prod(in_shape[1:]) * layer.units
-            continue
-        kernel = math.prod(layer.kernel_size)
-        out_spatial, in_channels = math.prod(out_shape[1:-1]), in_shape[-1]
-        if isinstance(layer, layers.SeparableConv1D | layers.SeparableConv2D):
-            mid = in_channels * layer.depth_multiplier
-            total += out_spatial * mid * kernel + out_spatial * mid * layer.filters
-        elif isinstance(layer, layers.DepthwiseConv1D | layers.DepthwiseConv2D):
-            total += out_spatial * in_channels * layer.depth_multiplier * kernel
-        elif isinstance(layer, layers.Conv1DTranspose | layers.Conv2DTranspose):
-            total += math.prod(in_shape[1:]) * kernel * layer.filters
-        else:
-            total += out_spatial * layer.filters * kernel * in_channels // getattr(layer, "groups", 1)
-    return int(total)
+    return analyze(from_keras(model)).macs
 
 
 def _build_family(family, input_shape, n_classes, width, depth, resolution, output_activation):
@@ -216,7 +190,7 @@ def _build_family(family, input_shape, n_classes, width, depth, resolution, outp
 
 
 def _family_macs(family: str, input_shape: tuple, n_classes: int, width: int, depth: int, resolution) -> int:
-    """What `_count_macs` gives for the family's model, from the shapes alone (kept equal by a test)."""
+    """What `model_macs` gives for the family's model, from the shapes alone (kept equal by a test)."""
     if family == "mlp":
         features = math.prod(input_shape)
         return features * n_classes if depth == 0 else (

@@ -1,7 +1,7 @@
 """Which TFLite builtin ops each runtime can execute (pure data plus two small lookups).
 
 TFLM_BUILTINS is the set of builtin kernels registered by the tflite-micro build edgekit installs
-(read from its kernel registration symbols; tests/test_op_support.py re-reads them to catch drift).
+(read from its kernel registration symbols; tests/ir/test_ops.py re-reads them to catch drift).
 LiteRT runs every builtin op; what it cannot run without the Flex delegate is `SELECT_TF_OPS`/custom ops.
 """
 

@@ -207,9 +207,12 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def load_keras(model_or_path, trust: bool = False):
-    """A tf_keras model and its LoadedModel record (None for an in-memory model)."""
+def load_keras(model_or_path, trust: bool = False, purpose: str = "analysis"):
+    """A tf_keras model and its LoadedModel record (None for an in-memory model).
+
+    purpose names what needs Keras layers ("pruning", "distillation") in the error for a non-Keras file.
+    """
     if isinstance(model_or_path, (str, os.PathLike)):
         loaded = load_model(model_or_path, trust=trust)
-        return require_keras(loaded, "analysis"), loaded
+        return require_keras(loaded, purpose), loaded
     return model_or_path, None

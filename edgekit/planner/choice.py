@@ -101,7 +101,7 @@ def decide(model: str, graph: Graph, profile, budgets, candidates: Sequence[Cand
     chosen, reasons = _choose(candidates, order, options, baseline_accuracy)
     bases = {k: basis for k, (_, basis) in predicted_costs(analyze_graph(graph), profile, chosen.precision).items()}
     all_limits = budgets.as_dict() if hasattr(budgets, "as_dict") else dict(budgets)
-    lines = tuple(BudgetLine(k, all_limits.get(k), chosen.predicted[k], bases[k], options.margin) for k in BUDGET_KEYS)
+    lines = tuple(BudgetLine(k, all_limits.get(k), chosen.predicted[k], bases[k], margin=options.margin) for k in BUDGET_KEYS)
     binding = min((b for b in lines if b.limit), key=lambda b: b.headroom, default=None)
     explanation = [_budget_summary(profile, limits, options.margin), *notes]
     students = [c for c in candidates if c.kind == "student"]

@@ -73,14 +73,14 @@ def build_student(teacher, spec: StudentSpec):
 
 def _family_spec(teacher, graph: Graph, target_macs: int) -> tuple[StudentSpec, object] | None:
     from edgekit.distill import students
+    from edgekit.distill.families import family_of_model
 
     try:
         student = students.student_for(teacher, target_macs=target_macs)
     except (EdgekitError, ValueError):
         return None
     g = from_keras(student)
-    family = {"mlp_student": "mlp", "dscnn_student": "dscnn", "mobilenet_student": "mobilenet_like"}.get(
-        student.name, student.name)
+    family = family_of_model(student.name)
     sources = [n for n in g.nodes if n.op in ("Dense", "Conv1D", "Conv2D")]
     depthwise = [n for n in g.nodes if n.op.startswith("DepthwiseConv")]
     depth = len(sources) - 1 if family == "mlp" else len(depthwise)

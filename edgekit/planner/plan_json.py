@@ -14,66 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
 from types import MappingProxyType
 
-from edgekit.budgets import BUDGET_KEYS
+from edgekit.budgets import BUDGET_KEYS, BudgetLine
 from edgekit.errors import BadInputError
-from edgekit.planner.search import BudgetLine, Candidate, LayerWidth, Plan, StudentSpec
-
-FORMAT_VERSION = 1
-
-
-def candidate_to_dict(c: Candidate) -> dict:
-    return {
-        "kind": c.kind, "description": c.description, "precision": c.precision,
-        "predicted": {k: c.predicted[k] for k in BUDGET_KEYS}, "fits": c.fits, "fits_margin": c.fits_margin,
-        "macs": c.macs, "params": c.params, "importance_kept": c.importance_kept, "accuracy": c.accuracy,
-        "metric": c.metric, "layers": [_layer_to_dict(layer) for layer in c.layers],
-        "keep": None if c.keep is None else {str(g): sorted(units) for g, units in sorted(c.keep.items())},
-        "student": None if c.student is None else _student_to_dict(c.student),
-    }
-
-
-def _layer_to_dict(layer: LayerWidth) -> dict:
-    out = asdict(layer)
-    out["kept_channels"] = None if layer.kept_channels is None else list(layer.kept_channels)
-    return out
-
-
-def _student_to_dict(spec: StudentSpec) -> dict:
-    out = asdict(spec)
-    out["dropped_blocks"] = list(spec.dropped_blocks)
-    return out
-
-
-def plan_to_dict(plan: Plan) -> dict:
-    """The JSON object `edgekit plan --json` prints and `plan.json` holds."""
-    lines = {b.budget: b for b in plan.budgets}
-    return {
-        "edgekit_plan": FORMAT_VERSION,
-        "model": plan.model,
-        "device": plan.device,
-        "precision": plan.precision,
-        "kind": plan.chosen.kind,
-        "margin": plan.margin,
-        "binding_budget": plan.binding_budget,
-        "budgets": {k: lines[k].limit for k in BUDGET_KEYS},
-        "predicted": {k: lines[k].predicted for k in BUDGET_KEYS},
-        "fits": {k: lines[k].fits for k in BUDGET_KEYS},
-        "headroom": {k: lines[k].headroom for k in BUDGET_KEYS},
-        "basis": {k: lines[k].basis for k in BUDGET_KEYS},
-        "fits_all": plan.fits,
-        "layers": [_layer_to_dict(layer) for layer in plan.chosen.layers],
-        "student": None if plan.chosen.student is None else _student_to_dict(plan.chosen.student),
-        "accuracy": plan.chosen.accuracy,
-        "metric": plan.metric,
-        "baseline_accuracy": plan.baseline_accuracy,
-        "accuracy_tolerance": plan.accuracy_tolerance,
-        "chosen": candidate_to_dict(plan.chosen),
-        "candidates": [candidate_to_dict(c) for c in plan.candidates],
-        "explanation": list(plan.explanation),
-    }
+from edgekit.planner.types import FORMAT_VERSION, Candidate, LayerWidth, Plan, StudentSpec
 
 
 def candidate_from_dict(d: dict) -> Candidate:
@@ -93,7 +38,7 @@ def plan_from_dict(d: dict, source: str = "plan") -> Plan:
     if d.get("edgekit_plan") != FORMAT_VERSION:
         raise BadInputError(f"{source}: not an edgekit plan (format {FORMAT_VERSION}); make one with edgekit plan")
     try:
-        lines = tuple(BudgetLine(k, d["budgets"][k], d["predicted"][k], d["basis"][k], d["margin"]) for k in BUDGET_KEYS)
+        lines = tuple(BudgetLine(k, d["budgets"][k], d["predicted"][k], d["basis"][k], margin=d["margin"]) for k in BUDGET_KEYS)
         return Plan(d["model"], d["device"], candidate_from_dict(d["chosen"]), lines, d["binding_budget"],
                     tuple(candidate_from_dict(c) for c in d["candidates"]), tuple(d["explanation"]), d["margin"],
                     d.get("accuracy_tolerance"), d.get("baseline_accuracy"), d.get("metric"))
@@ -106,7 +51,7 @@ def write_plan(plan: Plan, path: str | os.PathLike) -> None:
     """Write plan.json atomically (edgekit.model_io.atomic: temporary file in the same directory, then rename)."""
     from edgekit.model_io.atomic import write_atomically
 
-    write_atomically({os.fspath(path): json.dumps(plan_to_dict(plan), indent=2) + "\n"})
+    write_atomically({os.fspath(path): json.dumps(plan.to_dict(), indent=2) + "\n"})
 
 
 def read_plan(path: str | os.PathLike) -> Plan:

@@ -13,9 +13,9 @@ as numpy arrays (`edgekit.planner.evaluate` computes them from the weights). Can
 `edgekit.planner.choice.decide` then chooses and explains (or raises DoesNotFitError); the values are in
 `edgekit.planner.types` and re-exported here.
 
-    >>> plan = plan_graph(graph, scores, load_profile("nrf52840"), budgets)        # doctest: +SKIP
-    >>> plan.chosen.kind, plan.precision, plan.binding_budget                      # doctest: +SKIP
-    ('pruned', 'int8', 'latency_ms')
+    >>> originals = original_candidates(graph, profile, budgets, options)                 # doctest: +SKIP
+    >>> pruned, notes = pruning_candidates(groups, scores, profile, budgets, options)      # doctest: +SKIP
+    >>> decide(graph.name, graph, profile, budgets, originals + pruned, options).chosen   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 
 from edgekit.budgets import format_budget
 from edgekit.channels.axes import SOURCE_OPS
-from edgekit.channels.groups import ChannelGroups, build_groups
+from edgekit.channels.groups import ChannelGroups
 from edgekit.channels.keep import shrink_graph
 from edgekit.costmodel.analysis import Analysis
 from edgekit.costmodel.layer_costs import analyze
@@ -57,7 +57,7 @@ from edgekit.planner.types import (
 __all__ = [
     "DEFAULT_ACCURACY_TOLERANCE", "DEFAULT_MARGIN", "BudgetLine", "Candidate", "LayerWidth", "Plan", "PlannerOptions",
     "StudentSpec", "candidates_to_evaluate", "cost_fn", "decide", "impossible_message", "layer_widths",
-    "lean_analysis", "make_candidate", "original_candidates", "plan_graph", "precision_order", "pruning_candidates",
+    "lean_analysis", "make_candidate", "original_candidates", "precision_order", "pruning_candidates",
     "student_candidate", "with_accuracy",
 ]
 
@@ -69,7 +69,7 @@ def lean_analysis(graph: Graph, profile, precision: str) -> Analysis:
     """The parts of `analyze_graph` that `predicted_costs` reads for one precision and runtime (4x faster).
 
     The other fields are left empty (tflm_arena None on litert profiles) so a new reader fails loudly instead
-    of reading a made-up value; tests/test_planner.py checks the predictions equal the full analysis'.
+    of reading a made-up value; tests/planner/test_search.py checks the predictions equal the full analysis'.
     """
     tflm = profile.runtime == "tflm"
     act = "int8" if precision == "int8" else "float32"
@@ -215,16 +215,3 @@ def student_candidate(spec: StudentSpec, graph: Graph, profile, budgets,
         if c.fits_margin:
             return c
     return min(tried, key=lambda c: (not c.fits, worst_ratio(c, limits)))
-
-
-def plan_graph(graph: Graph, scores: Mapping[int, np.ndarray], profile, budgets,
-               options: PlannerOptions = DEFAULT_OPTIONS, groups: ChannelGroups | None = None) -> Plan:
-    """A plan from the IR alone (original and pruned candidates; no students, no evaluation)."""
-    groups = groups or build_groups(graph)
-    originals = original_candidates(graph, profile, budgets, options)
-    notes: tuple[str, ...] = ()
-    pruned: tuple[Candidate, ...] = ()
-    if not any(c.fits_margin for c in originals):
-        pruned, notes = pruning_candidates(groups, scores, profile, budgets, options)
-    return decide(graph.name, graph, profile, budgets, originals + pruned, options, notes=notes)
-

@@ -7,12 +7,13 @@ as JSON. Budget keys are `edgekit.budgets.BUDGET_KEYS`: flash_bytes, ram_bytes, 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from types import MappingProxyType
 
-from edgekit.budgets import BUDGET_KEYS
+from edgekit.budgets import BUDGET_KEYS, BudgetLine
 from edgekit.precisions import PRECISIONS
 
+FORMAT_VERSION = 1  # of plan.json
 DEFAULT_MARGIN = 0.9
 DEFAULT_ACCURACY_TOLERANCE = 0.01
 KINDS = ("original", "pruned", "student")
@@ -98,23 +99,8 @@ class Candidate:
             return ("pruned", tuple(sorted((k, tuple(sorted(v))) for k, v in (self.keep or {}).items())))
         return (self.kind, self.student.description if self.student else "")
 
-
-@dataclass(frozen=True)
-class BudgetLine:
-    budget: str
-    limit: float | None            # None: no budget on this resource
-    predicted: float
-    basis: str
-    margin: float
-
-    @property
-    def fits(self) -> bool | None:
-        return None if self.limit is None else self.predicted <= self.limit
-
-    @property
-    def headroom(self) -> float | None:
-        """Share of the limit left (negative when over)."""
-        return None if not self.limit else 1.0 - self.predicted / self.limit
+    def to_dict(self) -> dict:
+        return _candidate_to_dict(self)
 
 
 @dataclass(frozen=True)
@@ -147,6 +133,10 @@ class Plan:
     def fits(self) -> bool:
         return all(b.fits is not False for b in self.budgets)
 
+    def to_dict(self) -> dict:
+        """The JSON object `edgekit plan --json` prints and `plan.json` holds."""
+        return _plan_to_dict(self)
+
 
 def precision_order(profile) -> tuple[str, ...]:
     """The profile's precisions the cost model covers, preferred first."""
@@ -171,3 +161,57 @@ def worst_ratio(candidate: Candidate, limits: Mapping[str, float]) -> float:
 
 def with_accuracy(candidate: Candidate, value: float, metric: str) -> Candidate:
     return replace(candidate, accuracy=float(value), metric=metric)
+
+
+# ----------------------------------------------------------------- JSON (plan.json, plan --json)
+
+def _candidate_to_dict(c: Candidate) -> dict:
+    return {
+        "kind": c.kind, "description": c.description, "precision": c.precision,
+        "predicted": {k: c.predicted[k] for k in BUDGET_KEYS}, "fits": c.fits, "fits_margin": c.fits_margin,
+        "macs": c.macs, "params": c.params, "importance_kept": c.importance_kept, "accuracy": c.accuracy,
+        "metric": c.metric, "layers": [_layer_to_dict(layer) for layer in c.layers],
+        "keep": None if c.keep is None else {str(g): sorted(units) for g, units in sorted(c.keep.items())},
+        "student": None if c.student is None else _student_to_dict(c.student),
+    }
+
+
+def _layer_to_dict(layer: LayerWidth) -> dict:
+    out = asdict(layer)
+    out["kept_channels"] = None if layer.kept_channels is None else list(layer.kept_channels)
+    return out
+
+
+def _student_to_dict(spec: StudentSpec) -> dict:
+    out = asdict(spec)
+    out["dropped_blocks"] = list(spec.dropped_blocks)
+    return out
+
+
+def _plan_to_dict(plan: Plan) -> dict:
+    """The JSON object `edgekit plan --json` prints and `plan.json` holds."""
+    lines = {b.budget: b for b in plan.budgets}
+    return {
+        "edgekit_plan": FORMAT_VERSION,
+        "model": plan.model,
+        "device": plan.device,
+        "precision": plan.precision,
+        "kind": plan.chosen.kind,
+        "margin": plan.margin,
+        "binding_budget": plan.binding_budget,
+        "budgets": {k: lines[k].limit for k in BUDGET_KEYS},
+        "predicted": {k: lines[k].predicted for k in BUDGET_KEYS},
+        "fits": {k: lines[k].fits for k in BUDGET_KEYS},
+        "headroom": {k: lines[k].headroom for k in BUDGET_KEYS},
+        "basis": {k: lines[k].basis for k in BUDGET_KEYS},
+        "fits_all": plan.fits,
+        "layers": [_layer_to_dict(layer) for layer in plan.chosen.layers],
+        "student": None if plan.chosen.student is None else _student_to_dict(plan.chosen.student),
+        "accuracy": plan.chosen.accuracy,
+        "metric": plan.metric,
+        "baseline_accuracy": plan.baseline_accuracy,
+        "accuracy_tolerance": plan.accuracy_tolerance,
+        "chosen": _candidate_to_dict(plan.chosen),
+        "candidates": [_candidate_to_dict(c) for c in plan.candidates],
+        "explanation": list(plan.explanation),
+    }

@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgekit.channels.axes import weight_axes
+from edgekit.channels.criteria import CRITERIA, DATA_FREE_CRITERIA  # noqa: F401 (re-exported)
 from edgekit.channels.groups import ROLE_CHANNELWISE, ROLE_OUT, ChannelGroup, ChannelGroups
 from edgekit.errors import BadInputError
 from edgekit.ir.ops import KERNEL_ROLES
 
-CRITERIA = ("l1", "l2", "bn", "taylor")
-DATA_FREE_CRITERIA = ("l1", "l2", "bn")
 
 
 @dataclass(frozen=True)

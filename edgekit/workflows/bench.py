@@ -21,6 +21,33 @@ class BenchResult:
     prediction_note: str | None              # basis of the prediction, or why there is none
     device: str | None                       # profile name
 
+    def to_dict(self) -> dict:
+        """The `edgekit bench --json` object."""
+        m = self.measurement
+        out = {
+            "model": self.model_path, "runner": m.runner, "device": m.device, "precision": self.precision,
+            "model_size_bytes": m.model_size_bytes, "runs": m.runs, "threads": m.threads, "init_ms": m.init_ms,
+            "latency_ms": {"p50": m.latency_ms_p50, "p90": m.latency_ms_p90, "p99": m.latency_ms_p99,
+                           "mean": m.latency_ms_mean, "std": m.latency_ms_std, "min": m.latency_ms_min},
+            "peak_rss_growth_bytes": m.peak_rss_growth_bytes,
+        }
+        if m.runner == "tflm":
+            out["arena_bytes"] = m.arena_bytes
+            out["arena_recorded_bytes"] = m.arena_recorded_bytes
+        if m.accuracy is not None:
+            out["accuracy"] = m.accuracy
+        if m.agreement is not None:
+            a = m.agreement
+            out["agreement"] = {"reference": m.agreement_reference, "samples": a.n_samples,
+                                "top1_agreement": a.top1_agreement, "max_abs_error": a.max_abs_error,
+                                "mean_abs_error": a.mean_abs_error}
+        if self.device is not None:
+            out["profile"] = self.device
+            out["predicted_latency_ms"] = self.predicted_latency_ms
+            out["prediction"] = self.prediction_note
+        out["notes"] = list(m.notes)
+        return out
+
 
 def bench(model_path: str | os.PathLike, runner: str = "litert", device: str | None = None, data=None,
           threads: int | None = None, keras_model=None, warmup: int = 5, runs: int = 50, trust: bool = False,

@@ -130,6 +130,34 @@ class Calibration:
     source: str
     seconds: float
 
+    def to_dict(self, out: str | None = None) -> dict:
+        """The `edgekit calibrate --json` object (`out`: where the profile was written, if anywhere)."""
+        fit = self.stored_fit
+        return {
+            "device": self.profile.name,
+            "out": out,
+            "seconds": self.seconds,
+            "source": self.source,
+            "rms_log_error": fit.rms_log_error,
+            "share_within_10pct": fit.share_within(0.10),
+            "cost_model": cost_model_dict(self.cost_model),
+            "full_fit": {
+                "rms_log_error": self.fit.rms_log_error,
+                "share_within_10pct": self.fit.share_within(0.10),
+                "cost_model": cost_model_dict(self.fit.cost_model),
+            },
+            "points": [
+                {
+                    "name": p.name,
+                    "precision": p.precision,
+                    "measured_ms": p.measured_ms,
+                    "predicted_ms": p.predicted_ms,
+                    "predicted_ms_full_fit": q.predicted_ms,
+                }
+                for p, q in zip(fit.points, self.fit.points)
+            ],
+        }
+
 
 def calibrate(
     profile: str = "host",
@@ -220,3 +248,15 @@ def _cpu_name() -> str:
     import platform
 
     return platform.processor() or "unknown CPU"
+
+
+def cost_model_dict(model) -> dict:
+    """A cost_model section as plain JSON values."""
+    return {
+        "per_inference_overhead_us": model.per_inference_overhead_us,
+        "per_op_overhead_us": model.per_op_overhead_us,
+        "memory_bandwidth_mb_s": model.memory_bandwidth_mb_s,
+        "runtime_overhead_ram_bytes": model.runtime_overhead_ram_bytes,
+        "macs_per_s": {c: dict(r) for c, r in model.macs_per_s.items()},
+        "ops_per_s": {c: dict(r) for c, r in model.ops_per_s.items()},
+    }

@@ -19,11 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.distill.families import CHOICES, FAMILIES, resolve_family
 from edgekit.errors import BadInputError
 
-# CLI / API family names -> edgekit.distill.students family; None lets the input rank decide.
-FAMILIES = {"dscnn": "dscnn", "mobilenet": "mobilenet_like", "mobilenet_like": "mobilenet_like", "mlp": "mlp",
-            "auto": None}
 DEFAULT_MACS_RATIO = 0.25
 # Loss weights behind `features=True`: of (hint 1), (attention 1), (both 0.1) and (both 1), both 1 did best on
 # MNIST-1D validation accuracy for a shrunk-teacher and a DS-CNN student at 25 % MACs; the differences were
@@ -185,6 +183,7 @@ def accuracy(model, x: np.ndarray, y: np.ndarray | None, task: str, batch_size: 
 
 def check_out_path(out, protected) -> None:
     """Fail before training, not after: a usable .h5/.keras path that is not one of the input models."""
+    from edgekit.model_io.atomic import check_target
     from edgekit.model_io.saving import SAVE_EXTENSIONS
 
     target = os.fspath(out)
@@ -192,15 +191,7 @@ def check_out_path(out, protected) -> None:
     if extension not in SAVE_EXTENSIONS:
         raise BadInputError(f"{target}: cannot save a model with extension '{extension or '(none)'}': "
                             "use .h5 or .keras")
-    for path in protected:
-        if os.path.realpath(target) == os.path.realpath(os.fspath(path)):
-            raise BadInputError(f"{target}: is an input model; edgekit never overwrites its input: "
-                                "choose another output path")
-    if os.path.isdir(target):
-        raise BadInputError(f"{target}: is a directory; give a file path ending in .h5 or .keras")
-    directory = os.path.dirname(os.path.abspath(target))
-    if not os.path.isdir(directory):
-        raise BadInputError(f"{target}: the directory {directory} does not exist")
+    check_target(target, protected)
 
 
 def _check_choice(width, student, family, target_macs, macs_ratio) -> None:
@@ -219,8 +210,8 @@ def _check_choice(width, student, family, target_macs, macs_ratio) -> None:
         raise BadInputError(f"macs_ratio is a share of the teacher's MACs and must be in (0, 1], got {macs_ratio}")
     if target_macs is not None and target_macs < 1:
         raise BadInputError(f"target_macs must be a positive count, got {target_macs}")
-    if family is not None and family not in FAMILIES:
-        raise BadInputError(f"unknown student family {family!r}; use one of {', '.join(FAMILIES)}")
+    if family is not None and family not in (*CHOICES, *FAMILIES):
+        raise BadInputError(f"unknown student family {family!r}; use one of {', '.join(CHOICES)}")
 
 
 def _is_path(value) -> bool:
@@ -323,7 +314,7 @@ def _build_student(teacher, teacher_macs: int, *, width, student, family, target
         return student, f"model {student.name}"
     target = int(target_macs) if target_macs is not None else max(
         1, int(teacher_macs * (macs_ratio if macs_ratio is not None else DEFAULT_MACS_RATIO)))
-    model = students.student_for(teacher, FAMILIES[family], target_macs=target, depth=depth)
+    model = students.student_for(teacher, resolve_family(family), target_macs=target, depth=depth)
     return model, f"{model.name.replace('_student', '')} ({_family_size(model)}, target {target:,} MACs)"
 
 

@@ -1,9 +1,8 @@
-"""export() and bench(): the Python API behind `edgekit export` and `edgekit bench` (to be merged into api.py).
+"""`export`: convert a model to TFLite (+ TFLite Micro C sources for MCU profiles) and check it against Keras.
 
     >>> import edgekit.workflows.export as ek
     >>> result = ek.export("teacher.h5", "build/teacher.tflite", device="stm32h743", data="val.npz")  # doctest: +SKIP
     >>> result.files, result.check.top1_agreement, result.mcu.arena_constant_bytes                   # doctest: +SKIP
-    >>> m = ek.bench("build/teacher.tflite", runner="tflm", data="val.npz").measurement             # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -52,6 +51,34 @@ class ExportResult:
     qat: object | None                # edgekit.export.qat.QatResult with --qat
     warnings: tuple[str, ...]
     notes: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        """The `edgekit export --json` object."""
+        check = self.check
+        out = {
+            "files": list(self.files), "tflite": self.tflite_path, "precision": self.precision,
+            "runtime": self.runtime, "size_bytes": self.size_bytes, "gzip_bytes": self.gzip_bytes,
+            "calibrated_on": self.calibrated_on,
+            "check": {"samples": check.samples, "on": check.on, "max_abs_error": check.max_abs_error,
+                      "mean_abs_error": check.mean_abs_error, "top1_agreement": check.top1_agreement,
+                      "threshold": check.threshold, "passed": check.passed, "keras_accuracy": check.keras_accuracy,
+                      "tflite_accuracy": check.tflite_accuracy},
+            "warnings": list(self.warnings), "notes": list(self.notes),
+        }
+        if self.sparsity is not None:
+            verdict = self.sparsity
+            out["sparsity"] = {"summary": verdict.summary, "exploited_by": list(verdict.exploited_by),
+                               "xnnpack_eligible": verdict.xnnpack_eligible, "notes": list(verdict.notes),
+                               "weights": [{"op": w.op, "layer": w.layer, "dtype": w.dtype, "encoding": w.encoding,
+                                            "densified_at_load": w.densified_at_load,
+                                            "zero_fraction": round(w.zero_fraction, 4)} for w in verdict.weights]}
+        if self.mcu is not None:
+            mcu = self.mcu
+            out["mcu"] = {"ops": list(mcu.ops), "arena_bytes": mcu.arena_bytes,
+                          "arena_recorded_bytes": mcu.recorded_arena_bytes, "arena_constant_bytes": mcu.arena_constant_bytes,
+                          "weight_bytes": mcu.strip.after.weight_bytes, "overhead_bytes": mcu.strip.after.overhead_bytes,
+                          "unstripped_bytes": mcu.strip.before.total_bytes, "stripped": list(mcu.strip.removed)}
+        return out
 
 
 def export(model_or_path, out: str | os.PathLike, precision: str | None = None, device: str | None = None,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgekit.budgets import BudgetLine, resolve_budgets
 from edgekit.costmodel.analysis import Analysis, analyze_graph
-from edgekit.costmodel.predict import BudgetCheck, check_budgets
+from edgekit.costmodel.predict import check_budgets
 from edgekit.ir.from_keras import from_keras
 from edgekit.model_io import load_keras
+from edgekit.profiles import load_profile
 
 
 @dataclass(frozen=True)
@@ -16,7 +18,7 @@ class InspectResult:
     model_format: str | None
     analysis: Analysis
     profile: object | None          # edgekit.profiles.DeviceProfile
-    checks: tuple[BudgetCheck, ...]
+    checks: tuple[BudgetLine, ...]
 
     @property
     def fits(self) -> bool | None:
@@ -52,9 +54,9 @@ class InspectResult:
         if self.profile is not None:
             out["device"] = self.profile.name
             out["runtime"] = self.profile.runtime
-            out["budgets"] = {c.budget: {"estimate": c.estimate, "limit": c.limit, "fits": c.fits, "basis": c.basis}
+            out["budgets"] = {c.budget: {"estimate": c.predicted, "limit": c.limit, "fits": c.fits, "basis": c.basis}
                               for c in self.checks}
-            out["predicted"] = {c.budget: c.estimate for c in self.checks}
+            out["predicted"] = {c.budget: c.predicted for c in self.checks}
             out["fits"] = self.fits
         return out
 
@@ -67,13 +69,10 @@ def inspect(model_or_path, device: str | None = None, trust: bool = False, **bud
     model, loaded = load_keras(model_or_path, trust=trust)
     analysis = analyze_graph(from_keras(model))
     profile = None
-    checks: tuple[BudgetCheck, ...] = ()
+    checks: tuple[BudgetLine, ...] = ()
     if device is not None:
-        from edgekit.budgets import parse_budget_overrides
-        from edgekit.profiles import load_profile
-
         profile = load_profile(device)
-        budgets = profile.budgets.with_overrides(**parse_budget_overrides(**budget_overrides))
+        budgets = resolve_budgets(profile, **budget_overrides)
         checks = tuple(check_budgets(analysis, profile, budgets))
     return InspectResult(
         model_path=str(model_or_path) if loaded is not None else None,

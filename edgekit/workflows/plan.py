@@ -1,4 +1,4 @@
-"""`plan()`: the Python API behind `edgekit plan` (to be merged into edgekit.api).
+"""`plan`: the candidates that fit a device (precision, pruned channels, students), evaluated and chosen.
 
     >>> from edgekit.workflows.plan import plan
     >>> p = plan("kws.h5", "nrf52840", max_ram="96KB")                    # doctest: +SKIP
@@ -30,7 +30,7 @@ def plan(model_or_path, device: str, data=None, *, val_data=None, margin: float 
         device: a profile name (`edgekit devices`) or the path of a profile YAML.
         data: optional training data (a .npz/.npy/image-folder path, an edgekit.data.Dataset, (x, y) or x).
             With it, the `evaluate` most promising fitting candidates are fine-tuned (pruned) or distilled
-            (students) for `epochs` and the most accurate is chosen; `val_data` (default: 20 % of data)
+            (students) for `epochs` and the most accurate is chosen; `val_data` (default: edgekit.data.VAL_FRACTION of data)
             measures them.
         margin: plan to this share of every budget (predictions have error).
         accuracy_tolerance: accuracy drop (absolute) the plan reports as acceptable.
@@ -40,7 +40,7 @@ def plan(model_or_path, device: str, data=None, *, val_data=None, margin: float 
         DoesNotFitError (exit code 3) when no candidate fits, naming the binding budget and the smallest value
         any candidate reaches.
     """
-    from edgekit.budgets import parse_budget_overrides
+    from edgekit.budgets import resolve_budgets
     from edgekit.channels.groups import build_groups
     from edgekit.ir.from_keras import from_keras
     from edgekit.model_io import load_keras
@@ -53,7 +53,7 @@ def plan(model_or_path, device: str, data=None, *, val_data=None, margin: float 
     from edgekit.profiles import load_profile
 
     profile = load_profile(device)
-    budgets = profile.budgets.with_overrides(**parse_budget_overrides(**budget_overrides))
+    budgets = resolve_budgets(profile, **budget_overrides)
     options = PlannerOptions(margin=margin, min_channels=min_channels, accuracy_tolerance=accuracy_tolerance)
     model, loaded = load_keras(model_or_path, trust=trust)
     name = str(model_or_path) if loaded is not None else model.name

@@ -6,13 +6,13 @@ import pytest
 from edgekit._tf import tf_keras
 from edgekit.distill import students
 from edgekit.distill.students import (
-    _count_macs,
     drop_residual_blocks,
     dscnn,
     find_residual_blocks,
     load_student,
     mlp,
     mobilenet_like,
+    model_macs,
     shrink_teacher,
     student_for,
 )
@@ -25,10 +25,10 @@ L = keras.layers
 def test_mlp_params_and_macs_by_hand():
     model = mlp((16,), n_classes=4, width=8, depth=2)
     assert model.count_params() == (16 * 8 + 8) + (8 * 8 + 8) + (8 * 4 + 4)
-    assert _count_macs(model) == 16 * 8 + 8 * 8 + 8 * 4
+    assert model_macs(model) == 16 * 8 + 8 * 8 + 8 * 4
     assert model.output_shape == (None, 4)
     flat = mlp((5, 3), n_classes=2, width=4, depth=0, output_activation=None)
-    assert flat.count_params() == 15 * 2 + 2 and _count_macs(flat) == 30
+    assert flat.count_params() == 15 * 2 + 2 and model_macs(flat) == 30
 
 
 def test_dscnn_1d_params_and_macs_by_hand():
@@ -37,11 +37,11 @@ def test_dscnn_1d_params_and_macs_by_hand():
     bn = 4 * 8  # gamma, beta, moving mean, moving variance
     expected_params = 3 * 1 * 8 + bn + 2 * (3 * 8 + bn + 8 * 8 + bn) + (8 * 5 + 5)
     assert model.count_params() == expected_params
-    assert _count_macs(model) == 20 * 3 * 8 + 2 * (20 * 8 * 3 + 20 * 8 * 8) + 8 * 5
+    assert model_macs(model) == 20 * 3 * 8 + 2 * (20 * 8 * 3 + 20 * 8 * 8) + 8 * 5
     assert isinstance(model.get_layer("block0_dw"), L.DepthwiseConv1D)
     spectrogram = dscnn((49, 10, 1), n_classes=12, width=4, depth=1)
     assert isinstance(spectrogram.get_layer("block0_dw"), L.DepthwiseConv2D)
-    assert _count_macs(spectrogram) == 49 * 10 * 9 * 4 + 49 * 10 * 4 * 9 + 49 * 10 * 4 * 4 + 4 * 12
+    assert model_macs(spectrogram) == 49 * 10 * 9 * 4 + 49 * 10 * 4 * 9 + 49 * 10 * 4 * 4 + 4 * 12
 
 
 def test_mobilenet_like_resolution_front_and_doubling():
@@ -59,7 +59,7 @@ def test_mobilenet_like_resolution_front_and_doubling():
     block1 = (9 * 2 + bn * 2) + (2 * 4 + bn * 4)
     assert small.count_params() == stem + block0 + block1 + (4 * 2 + 2)
     assert small.get_layer("block1_pw").output_shape == (None, 2, 2, 4)
-    assert _count_macs(small) == 16 * 9 * 2 + 16 * 2 * (9 + 2) + 4 * 2 * (9 + 4) + 4 * 2
+    assert model_macs(small) == 16 * 9 * 2 + 16 * 2 * (9 + 2) + 4 * 2 * (9 + 4) + 4 * 2
     with pytest.raises(BadInputError, match="exceeds the input"):
         mobilenet_like((16, 16, 3), 2, 4, 1, resolution=32)
 
@@ -69,7 +69,7 @@ def test_separable_and_transposed_conv_macs():
     x = L.SeparableConv2D(6, 3, padding="same", depth_multiplier=2)(inputs)
     x = L.Conv2DTranspose(2, 2, strides=2)(x)
     model = keras.Model(inputs, x)
-    assert _count_macs(model) == 64 * 8 * 9 + 64 * 8 * 6 + 64 * 6 * 4 * 2
+    assert model_macs(model) == 64 * 8 * 9 + 64 * 8 * 6 + 64 * 6 * 4 * 2
 
 
 @pytest.mark.parametrize("family, input_shape, width, depth, resolution", [
@@ -80,7 +80,7 @@ def test_separable_and_transposed_conv_macs():
 ])
 def test_shape_only_mac_formula_matches_the_built_model(family, input_shape, width, depth, resolution):
     model = students._build_family(family, input_shape, 5, width, depth, resolution, "softmax")
-    assert students._family_macs(family, input_shape, 5, width, depth, resolution) == _count_macs(model)
+    assert students._family_macs(family, input_shape, 5, width, depth, resolution) == model_macs(model)
 
 
 @pytest.mark.parametrize("input_shape, family", [((20,), "mlp"), ((64, 3), "dscnn"), ((24, 24, 1), "mobilenet_like")])
@@ -89,12 +89,12 @@ def test_student_for_lands_at_the_mac_target(input_shape, family):
                                 L.Dense(5, activation="softmax")], name="teacher")
     target = 60_000
     student = student_for(teacher, target_macs=target)
-    macs = _count_macs(student)
+    macs = model_macs(student)
     assert 0.85 * target <= macs <= target, macs
     assert student.name.startswith(family.split("_")[0])
     assert student.output_shape == (None, 5) and student.layers[-1].activation.__name__ == "softmax"
     default = student_for(teacher)  # a quarter of the teacher's MACs
-    assert 0.7 * _count_macs(teacher) / 4 <= _count_macs(default) <= _count_macs(teacher) / 4
+    assert 0.7 * model_macs(teacher) / 4 <= model_macs(default) <= model_macs(teacher) / 4
 
 
 def test_student_for_adjusts_depth_and_accepts_a_macs_fn():
@@ -102,7 +102,7 @@ def test_student_for_adjusts_depth_and_accepts_a_macs_fn():
     signal_teacher = keras.Sequential([L.Input((32, 1)), L.Flatten(), L.Dense(3)])
     shallow = student_for(signal_teacher, target_macs=300)  # below any depth-4 dscnn: goes shallower
     n_blocks = len([layer for layer in shallow.layers if isinstance(layer, L.DepthwiseConv1D)])
-    assert _count_macs(shallow) <= 300 and 1 <= n_blocks < 4
+    assert model_macs(shallow) <= 300 and 1 <= n_blocks < 4
     big = student_for(teacher, target_macs=2_000_000, max_width=64)  # above max width at depth 2: deeper
     assert len([layer for layer in big.layers if isinstance(layer, L.Dense)]) > 3
     calls = []
@@ -141,7 +141,7 @@ def test_find_and_drop_exactly_the_identity_blocks():
     assert {"b0_add", "b0_c1", "proj_add", "b1_out", "b2_out"} <= names
     assert not names & {"b1_add", "b1_c1", "b1_bn", "b1_c2", "b2_add", "b2_c2"}
     per_block = 16 * 8 * 3 * 8 * 2
-    assert _count_macs(model) - _count_macs(dropped) == 2 * per_block
+    assert model_macs(model) - model_macs(dropped) == 2 * per_block
     x = np.random.default_rng(0).normal(size=(4, 16, 4)).astype(np.float32)
     # Equivalence: zeroing a block's last conv makes it the identity, so outputs must then agree.
     for block in ("b1", "b2"):

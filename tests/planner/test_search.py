@@ -17,7 +17,7 @@ from edgekit.costmodel.predict import predicted_costs
 from edgekit.errors import DoesNotFitError
 from edgekit.ir.graph import Graph, Node, Tensor, Weight
 from edgekit.planner.netadapt import netadapt, next_count
-from edgekit.planner.plan_json import plan_from_dict, plan_to_dict, read_plan, write_plan
+from edgekit.planner.plan_json import plan_from_dict, read_plan, write_plan
 from edgekit.planner.search import (
     Candidate,
     PlannerOptions,
@@ -26,9 +26,10 @@ from edgekit.planner.search import (
     cost_fn,
     decide,
     lean_analysis,
-    plan_graph,
+    original_candidates,
     pruning_candidates,
 )
+from edgekit.planner.types import DEFAULT_OPTIONS
 from edgekit.profiles import load_profile
 
 
@@ -79,6 +80,17 @@ class Net:
 
     def graph(self, output: str, name: str = "net") -> Graph:
         return Graph.build(self.tensors.values(), self.nodes, ["x"], [output], name)
+
+
+
+def plan_graph(graph, scores, profile, budgets, options=DEFAULT_OPTIONS, groups=None):
+    """The pure planning steps `edgekit.workflows.plan.plan` runs, without students or evaluation."""
+    groups = groups or build_groups(graph)
+    originals = original_candidates(graph, profile, budgets, options)
+    pruned, notes = ((), ())
+    if not any(c.fits_margin for c in originals):
+        pruned, notes = pruning_candidates(groups, scores, profile, budgets, options)
+    return decide(graph.name, graph, profile, budgets, originals + pruned, options, notes=notes)
 
 
 def ds_cnn(size: int = 24, width: int = 32) -> Graph:
@@ -370,7 +382,7 @@ def test_plan_json_round_trip_and_atomic_write(tmp_path):
     profile = load_profile("nrf52840")
     budgets = budgets_of(profile, latency_ms=costs_of(graph, profile, "int8")["latency_ms"] * 0.6)
     plan = plan_graph(graph, random_scores(graph), profile, budgets)
-    data = plan_to_dict(plan)
+    data = plan.to_dict()
     assert set(data["budgets"]) == set(data["predicted"]) == set(BUDGET_KEYS)
     assert data["budgets"]["latency_ms"] == budgets.latency_ms and data["kind"] == "pruned"
     assert plan_from_dict(json.loads(json.dumps(data))) == plan

@@ -8,9 +8,7 @@ from edgekit.workflows.fit.report import (
     FitResult,
     LayerChannels,
     StageTiming,
-    from_json,
     to_html,
-    to_json,
     to_markdown,
 )
 
@@ -18,9 +16,9 @@ from edgekit.workflows.fit.report import (
 def _result(measured_ram=40_000):
     return FitResult(
         model_path="teacher.h5", device="stm32l4r5", runtime="tflm", status="fits", precision="int8",
-        budgets=(BudgetLine("flash_bytes", 30_000, 29_500, 32_768, "model.tflite size"),
-                 BudgetLine("ram_bytes", 38_000, measured_ram, 65_536, "TFLM arena (bisected)"),
-                 BudgetLine("latency_ms", 12.5, None, 50.0), BudgetLine("energy_mj", 0.6, None, None)),
+        budgets=(BudgetLine("flash_bytes", 32_768, 30_000, measured=29_500, measured_by="model.tflite size"),
+                 BudgetLine("ram_bytes", 65_536, 38_000, measured=measured_ram, measured_by="TFLM arena (bisected)"),
+                 BudgetLine("latency_ms", 50.0, 12.5), BudgetLine("energy_mj", None, 0.6)),
         teacher_accuracy=0.9835, final_accuracy=0.9790,
         candidates=(CandidateSummary("pruned-50%", "pruned", "int8", {"latency_ms": 12.5, "flash_bytes": 30_000},
                                      True, 0.979, True),
@@ -32,19 +30,18 @@ def _result(measured_ram=40_000):
 
 
 def test_json_has_per_budget_verdicts_and_round_trips():
-    data = to_json(_result())
+    data = _result().to_dict()
     assert data["budgets"]["ram_bytes"] == {"predicted": 38_000, "measured": 40_000, "limit": 65_536, "fits": True,
                                             "measured_by": "TFLM arena (bisected)"}
     assert data["budgets"]["energy_mj"]["fits"] is None  # no budget set
     assert abs(data["accuracy_drop"] - 0.0045) < 1e-9
-    again = from_json(json.loads(json.dumps(data)))
-    assert again == _result()
+    assert json.loads(json.dumps(data))["budgets"] == data["budgets"]  # plain JSON values only
 
 
 def test_measured_figure_decides_fit_over_prediction():
     over = _result(measured_ram=70_000)  # predicted 38 KB fits, measured 70 KB does not
     assert over.budgets[1].fits is False and over.fits is False
-    assert to_json(over)["fits"] is False
+    assert over.to_dict()["fits"] is False
 
 
 def test_markdown_lists_budgets_candidates_and_channels():

@@ -15,7 +15,6 @@ from edgekit.workflows.fit.report import (
     FitResult,
     LayerChannels,
     to_html,
-    to_json,
     to_markdown,
 )
 from edgekit.workflows.fit.workspace import Workspace, write_bytes, write_text
@@ -83,7 +82,7 @@ def metric(outputs: np.ndarray, labels: np.ndarray | None, teacher_outputs: np.n
 
 
 def _plan(model, data: Data, options, workspace: Workspace, progress: Progress, margin: float):
-    from edgekit.planner.plan_json import plan_to_dict, read_plan
+    from edgekit.planner.plan_json import read_plan
     from edgekit.workflows.plan import plan
 
     path = workspace.path("plan.json")
@@ -98,7 +97,7 @@ def _plan(model, data: Data, options, workspace: Workspace, progress: Progress, 
                       evaluate=options.evaluate_candidates, epochs=options.plan_epochs,
                       batch_size=options.batch_size, seed=options.seed, progress=progress.say,
                       **options.budget_overrides())
-        write_text(path, json.dumps(plan_to_dict(result), indent=2))
+        write_text(path, json.dumps(result.to_dict(), indent=2))
         note.append(f"chose {result.chosen.kind}: {result.chosen.description} at {result.chosen.precision}")
     workspace.record(stage)
     return result
@@ -247,13 +246,13 @@ def _measure(tflite: bytes, profile, arena: int | None, progress: Progress, opti
 
 
 def run(model_or_path, data_arg, val_arg, options, workspace: Workspace, progress: Progress) -> FitResult:
-    from edgekit.budgets import parse_budget_overrides
+    from edgekit.budgets import resolve_budgets
     from edgekit.model_io import load_keras
     from edgekit.profiles import load_profile
 
     with progress.stage("load", "reading the model, the device profile and the data") as note:
         profile = load_profile(options.device)
-        budgets = profile.budgets.with_overrides(**parse_budget_overrides(**options.budget_overrides()))
+        budgets = resolve_budgets(profile, **options.budget_overrides())
         teacher, loaded = load_keras(model_or_path, trust=options.trust)
         data = load_fit_data(data_arg, val_arg, teacher, options.seed)
         teacher_val = teacher.predict(data.x_val, verbose=0)
@@ -321,7 +320,7 @@ def _result(model_name, profile, plan, measured: Measured | None, teacher_acc, a
          "ram_bytes": (measured.ram_bytes, measured.ram_by) if measured else (None, None),
          "latency_ms": (measured.latency_ms, measured.latency_by) if measured else (None, None),
          "energy_mj": (None, None)}
-    lines = tuple(BudgetLine(k, predicted.get(k), m[k][0], limits.get(k), m[k][1]) for k in limits)
+    lines = tuple(BudgetLine(k, limits.get(k), predicted.get(k), measured=m[k][0], measured_by=m[k][1]) for k in limits)
     candidates = tuple(CandidateSummary(c.label if hasattr(c, "label") else c.description, c.kind, c.precision,
                                         dict(c.predicted), c.fits, c.accuracy, c == plan.chosen)
                        for c in plan.candidates)
@@ -336,7 +335,7 @@ def _result(model_name, profile, plan, measured: Measured | None, teacher_acc, a
 
 
 def _write_reports(result: FitResult, workspace: Workspace) -> None:
-    write_text(workspace.path("report.json"), json.dumps(to_json(result), indent=2, default=str))
+    write_text(workspace.path("report.json"), json.dumps(result.to_dict(), indent=2, default=str))
     write_text(workspace.path("report.md"), to_markdown(result))
     write_text(workspace.path("report.html"), to_html(result))
 
@@ -345,7 +344,7 @@ def _does_not_fit(model_name, profile, limits, message, last, teacher_acc, works
                   progress: Progress) -> FitResult:
     """Exit 3: reports of the closest result, no model file in the output."""
     progress.say(f"does not fit: {message}")
-    budgets = tuple(BudgetLine(k, None, None, v) for k, v in limits.items())
+    budgets = tuple(BudgetLine(k, v, None) for k, v in limits.items())
     result = FitResult(model_path=model_name, device=profile.name, runtime=profile.runtime, status="does_not_fit",
                        precision=profile.precision_preferred, budgets=budgets, teacher_accuracy=teacher_acc,
                        final_accuracy=None, stages=tuple(progress.timings), notes=(message,))

@@ -10,23 +10,7 @@ import html
 import io
 from dataclasses import asdict, dataclass, field
 
-from edgekit.budgets import BUDGET_KEYS, BUDGET_LABELS, format_budget
-
-
-@dataclass(frozen=True)
-class BudgetLine:
-    budget: str                      # one of BUDGET_KEYS
-    predicted: float | None
-    measured: float | None           # from a runner (TFLM, LiteRT, adb); None when not measurable here
-    limit: float | None
-    measured_by: str | None = None   # e.g. "TFLM arena (bisected)", "LiteRT on host"
-
-    @property
-    def fits(self) -> bool | None:
-        if self.limit is None:
-            return None
-        value = self.measured if self.measured is not None else self.predicted
-        return None if value is None else value <= self.limit
+from edgekit.budgets import BUDGET_KEYS, BUDGET_LABELS, BudgetLine, format_budget
 
 
 @dataclass(frozen=True)
@@ -76,31 +60,15 @@ class FitResult:
     def fits(self) -> bool:
         return all(b.fits is not False for b in self.budgets)
 
-
-def to_json(result: FitResult) -> dict:
-    """The report object: per budget predicted/measured/limit/fits, accuracies, artifact paths."""
-    data = asdict(result)
-    data["budgets"] = {b.budget: {"predicted": b.predicted, "measured": b.measured, "limit": b.limit,
-                                  "fits": b.fits, "measured_by": b.measured_by} for b in result.budgets}
-    data["fits"] = result.fits
-    data["accuracy_drop"] = (None if result.teacher_accuracy is None or result.final_accuracy is None
-                             else result.teacher_accuracy - result.final_accuracy)
-    return data
-
-
-def from_json(data: dict) -> FitResult:
-    """Rebuild a FitResult from `to_json` output (used by --resume and for re-rendering)."""
-    budgets = tuple(BudgetLine(k, v["predicted"], v["measured"], v["limit"], v.get("measured_by"))
-                    for k, v in data["budgets"].items())
-    return FitResult(
-        model_path=data["model_path"], device=data["device"], runtime=data["runtime"], status=data["status"],
-        precision=data["precision"], budgets=budgets, teacher_accuracy=data["teacher_accuracy"],
-        final_accuracy=data["final_accuracy"], accuracy_metric=data.get("accuracy_metric", "top-1 accuracy"),
-        candidates=tuple(CandidateSummary(**c) for c in data.get("candidates", ())),
-        channels=tuple(LayerChannels(**c) for c in data.get("channels", ())),
-        stages=tuple(StageTiming(**s) for s in data.get("stages", ())),
-        artifacts=dict(data.get("artifacts", {})), notes=tuple(data.get("notes", ())),
-        binding_budget=data.get("binding_budget"))
+    def to_dict(self) -> dict:
+        """The report object: per budget predicted/measured/limit/fits, accuracies, artifact paths."""
+        data = asdict(self)
+        data["budgets"] = {b.budget: {"predicted": b.predicted, "measured": b.measured, "limit": b.limit,
+                                      "fits": b.fits, "measured_by": b.measured_by} for b in self.budgets}
+        data["fits"] = self.fits
+        data["accuracy_drop"] = (None if self.teacher_accuracy is None or self.final_accuracy is None
+                                 else self.teacher_accuracy - self.final_accuracy)
+        return data
 
 
 def _pct(value: float | None) -> str:
@@ -276,4 +244,4 @@ def _markdown_tables_as_html(markdown: str) -> str:
 
 
 __all__ = ["BUDGET_KEYS", "BudgetLine", "CandidateSummary", "FitResult", "LayerChannels", "StageTiming",
-           "from_json", "to_html", "to_json", "to_markdown"]
+           "to_html", "to_markdown"]
