@@ -215,17 +215,19 @@ def _label(path: Path) -> str:
 
 def _load_file(path: Path, expected_name: str | None) -> DeviceProfile:
     label = _label(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise BadInputError(f"{label}: file not found (give a profile name or the path of a .yaml profile)")
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    from edgekit.model_io.limits import read_yaml_text
+
+    try:  # size, nesting, alias expansion and number lengths are checked before anything is built
+        data = yaml.load(read_yaml_text(path, label), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise BadInputError(f"{label}: YAML syntax error{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"{label}: cannot read the file ({exc})") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BadInputError(f"{label}: cannot read the file ({str(exc)[:120]})") from None
     profile = _Parser(label, path).profile(data)
     if expected_name is not None and profile.name != expected_name:
         raise BadInputError(f"{label}: name: {profile.name!r} must match the file name {expected_name!r}")
@@ -392,7 +394,8 @@ class _Parser:
                 self.choice(precision, f"{where}.{op_class}.{precision}", DEVICE_PRECISIONS)
             for precision in supported:
                 if precision not in rates:
-                    raise self.fail(f"{where}.{op_class}.{precision}", "missing (every supported precision needs a rate)")
+                    raise self.fail(f"{where}.{op_class}.{precision}",
+                                    "missing (every supported precision needs a rate)")
             out[op_class] = MappingProxyType({
                 p: self.positive(parse_rate, r, f"{where}.{op_class}.{p}") for p, r in rates.items()
             })

@@ -5,30 +5,23 @@ Exit codes: 0 ok, 2 bad input or usage, 3 the model does not fit the device.
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from edgekit.errors import EXIT_BAD_INPUT, EdgekitError
+from edgekit.errors import EXIT_BAD_INPUT
 
 
 class _Group(click.Group):
-    """Turns EdgekitError into a one-line message and its exit code, never a traceback."""
+    """Every escaping exception becomes one line (<= 300 chars) and a documented exit code (cli/guard.py)."""
 
     def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except EdgekitError as err:
-            click.echo(f"edgekit: error: {err}", err=True)
-            sys.exit(err.exit_code)
-        except KeyboardInterrupt:
-            click.echo("edgekit: interrupted", err=True)
-            sys.exit(130)
+        from edgekit.cli.guard import run_guarded
+
+        return run_guarded(super().invoke, ctx)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgekit")
-@click.option("--verbose", is_flag=True, help="Show TensorFlow's own log output.")
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's own log output, and the traceback of an error.")
 def main(verbose: bool) -> None:
     """Make a trained Keras model fit a real device: analyse, prune, distil, quantise, export, measure.
 
@@ -40,9 +33,9 @@ def main(verbose: bool) -> None:
         set_verbose(True)
 
 
-from edgekit.cli import bench, calibrate, devices, distill, export, fit, inspect, plan, prune
+from edgekit.cli import bench, calibrate, check, devices, distill, export, fit, inspect, plan, prune, validate
 
-for _module in (devices, inspect, plan, prune, distill, export, bench, calibrate, fit):
+for _module in (devices, inspect, plan, prune, distill, export, bench, calibrate, fit, check, validate):
     main.add_command(_module.command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,10 +12,19 @@ import zipfile
 from dataclasses import dataclass
 
 from edgekit.errors import BadInputError
+from edgekit.model_io.limits import (
+    MAX_CONFIG_BYTES,
+    check_archived_weights,
+    check_hdf5_datasets,
+    check_zip_members,
+    read_member,
+    require_regular_file,
+)
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
 HDF5_EXTENSIONS = (".h5", ".hdf5")
+TFLITE_IDENTIFIER = b"TFL3"   # a TFLite flatbuffer's file identifier, bytes 4..8
 KERAS_ZIP_EXTENSION = ".keras"
 
 NOT_A_MODEL = (
@@ -48,11 +57,23 @@ def detect_model(path: str | os.PathLike) -> DetectedModel:
         raise BadInputError(f"{label}: no such file or directory")
     if os.path.isdir(label):
         return _detect_directory(label)
+    require_regular_file(label, "model file")
     return _detect_file(label)
 
 
 def _not_a_model(label: str, reason: str) -> BadInputError:
     return BadInputError(f"{label}: {NOT_A_MODEL}: {reason}")
+
+
+def is_tflite_file(path) -> bool:
+    """Whether `path` is a regular file holding a TFLite flatbuffer (identifier 'TFL3' at byte 4)."""
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(8)[4:8] == TFLITE_IDENTIFIER
+    except OSError:
+        return False
 
 
 def _detect_file(label: str) -> DetectedModel:
@@ -79,6 +100,9 @@ def _detect_file(label: str) -> DetectedModel:
                 "if it is a Keras .keras archive, rename it to .keras")
         _require_extension(label, extension, (KERAS_ZIP_EXTENSION,), "a .keras archive", ".keras")
         return _detect_keras_zip(label)
+    if head[4:8] == TFLITE_IDENTIFIER:
+        raise BadInputError(f"{label}: a converted .tflite model: only `edgekit inspect` reads it; this command "
+                            "needs the Keras model it was converted from")
     if os.path.basename(label) == "saved_model.pb":
         raise BadInputError(f"{label}: pass the SavedModel directory that holds saved_model.pb, not the file")
     if extension in HDF5_EXTENSIONS:
@@ -104,7 +128,9 @@ def _parse_json(label: str, text: str, what: str) -> dict:
     try:
         parsed = json.loads(text)
     except ValueError as exc:
-        raise _not_a_model(label, f"{what} is not valid JSON ({exc})") from exc
+        raise _not_a_model(label, f"{what} is not valid JSON ({_first_line(exc)[:120]})") from exc
+    except RecursionError:
+        raise _not_a_model(label, f"{what} is nested too deeply to be a model config") from None
     if not isinstance(parsed, dict):
         raise _not_a_model(label, f"{what} is not a JSON object")
     return parsed
@@ -115,10 +141,16 @@ def _detect_hdf5(label: str) -> DetectedModel:
 
     try:
         with h5py.File(label, "r") as h5:
+            for key in ("model_config", "keras_version", "backend"):
+                if key in h5.attrs and h5.attrs.get_id(key).get_storage_size() > MAX_CONFIG_BYTES:
+                    raise _not_a_model(label, f"the {key} attribute is over {MAX_CONFIG_BYTES:,} bytes")
             attrs = {key: h5.attrs[key] for key in ("model_config", "keras_version", "backend") if key in h5.attrs}
+            check_hdf5_datasets(label, h5)
             # save_weights writes `layer_names` (legacy .h5) or `layers` + `vars` groups (.weights.h5).
             has_weight_layers = "layer_names" in h5.attrs or "model_weights" in h5 or (
                 "layers" in h5 and "vars" in h5)
+    except BadInputError:
+        raise
     except Exception as exc:  # h5py raises OSError, KeyError or RuntimeError on damaged files
         raise _not_a_model(label, f"the HDF5 file is damaged or truncated ({_first_line(exc)})") from exc
     if "model_config" not in attrs:
@@ -141,14 +173,19 @@ def _looks_like_keras3_config(config: dict) -> bool:
 def _detect_keras_zip(label: str) -> DetectedModel:
     try:
         with zipfile.ZipFile(label, "r") as archive:
+            check_zip_members(label, archive)
             names = set(archive.namelist())
             if "config.json" not in names:
                 raise _not_a_model(label, "the zip archive has no config.json")
-            config_text = archive.read("config.json").decode("utf-8")
-            metadata_text = archive.read("metadata.json").decode("utf-8") if "metadata.json" in names else None
+            config_text = read_member(label, archive, "config.json", MAX_CONFIG_BYTES).decode("utf-8")
+            metadata_text = (read_member(label, archive, "metadata.json", 1 << 20).decode("utf-8")
+                             if "metadata.json" in names else None)
+            if "model.weights.h5" in names:
+                check_archived_weights(label, archive, "model.weights.h5")
     except BadInputError:
         raise
-    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, UnicodeDecodeError, EOFError, ValueError,
+            NotImplementedError, RuntimeError) as exc:
         raise _not_a_model(label, f"the zip archive is damaged or truncated ({_first_line(exc)})") from exc
     config = _parse_json(label, config_text, "config.json")
     version = None

@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass
 
 from edgekit.errors import BadInputError, UnsupportedModelError
+from edgekit.model_io.config_limits import check_model_configs
 from edgekit.model_io.detect import DetectedModel, detect_model
 from edgekit.model_io.safety import UnsafeObject, find_unsafe_objects, refuse_unsafe
 
@@ -65,6 +66,7 @@ def load_model(path: str | os.PathLike, trust: bool = False) -> LoadedModel:
     detected = detect_model(path)
     label = detected.path
     unsafe: list[UnsafeObject] = []
+    check_model_configs(label, detected.configs)  # before any loader allocates what a config asks for
     if detected.configs:
         names = builtin_names()
         if not trust:
@@ -186,7 +188,8 @@ def _load_keras3(detected: DetectedModel, trust: bool, custom_objects: dict) -> 
     k3_model = keras.saving.load_model(detected.path, custom_objects=custom_objects or None, compile=False,
                                        safe_mode=not trust)
     result = bridge_keras3_model(k3_model, detected.path)
-    return LoadedModel(detected.path, detected.format, result.model, bridged=True, bridge_max_abs_error=result.max_abs_error)
+    return LoadedModel(detected.path, detected.format, result.model, bridged=True,
+                       bridge_max_abs_error=result.max_abs_error)
 
 
 def _load_error(label: str, fmt: str, exc: Exception, unsafe: list[UnsafeObject]) -> BadInputError:

@@ -18,7 +18,7 @@ from pathlib import Path
 from edgekit.errors import BadInputError, DoesNotFitError
 from edgekit.workflows.fit.progress import Progress
 from edgekit.workflows.fit.report import FitResult
-from edgekit.workflows.fit.workspace import Workspace, check_output_dir, fingerprint
+from edgekit.workflows.fit.workspace import Workspace, check_output_dir, fingerprint, work_dir_of
 
 DEFAULT_EPOCHS = 30
 NO_DATA_MESSAGE = (
@@ -47,6 +47,10 @@ class FitOptions:
     max_ram: str | int | None = None
     max_latency_ms: str | float | None = None
     max_energy_mj: str | float | None = None
+    task: str | None = None           # edgekit.tasks.TASK_NAMES; None: detected from the model and data
+    metric: str | None = None         # "module:function": the user's own metric (trusted code)
+    accuracy_attempts: int = 2        # walk-back rounds when the accuracy budget is exceeded
+    reclaim_headroom: bool = True     # one more round planning upward when >10% of the binding budget is unused
 
     def budget_overrides(self) -> dict:
         return {k: getattr(self, k) for k in ("max_flash", "max_ram", "max_latency_ms", "max_energy_mj")}
@@ -59,7 +63,8 @@ class FitOptions:
 def fit(model_or_path, device: str, data=None, *, val=None, out_dir: str | os.PathLike = "edgekit-out",
         epochs: int = DEFAULT_EPOCHS, max_accuracy_drop: float = 0.01, seed: int = 0, trust: bool = False,
         resume: bool = False, quiet: bool = False, adb: bool = False, adb_binary: str | None = None,
-        **budgets) -> FitResult:
+        force: bool = False, task: str | None = None, metric: str | None = None, accuracy_attempts: int = 2,
+        reclaim_headroom: bool = True, **budgets) -> FitResult:
     """Make a model fit a device; writes the deliverables into `out_dir` and returns the FitResult.
 
     Args:
@@ -69,6 +74,16 @@ def fit(model_or_path, device: str, data=None, *, val=None, out_dir: str | os.Pa
         val: validation data; default: 10% of `data`, stratified.
         adb: measure latency on an attached Android phone over adb (benchmark_model; adb_binary to push one).
         budgets: max_flash, max_ram, max_latency_ms, max_energy_mj overriding the profile's defaults.
+        force: publish into an existing folder edgekit did not write, replacing only edgekit's own files.
+        task: classify, multilabel, regress, anomaly, segment, detect or custom (edgekit.tasks); default:
+            detected from the model's outputs and the data. The task's metric scores every model, and
+            `max_accuracy_drop` is the allowed drop in it against the original model (an accuracy budget).
+        metric: "module:function" or "file.py:function" taking (outputs, y, teacher_outputs) and returning a
+            number, higher is better. It is the user's code and runs as such (loaded only when named here).
+        accuracy_attempts: bounded walk-back rounds (longer distillation, then a milder cut) when a model fits
+            the device but loses more than `max_accuracy_drop`.
+        reclaim_headroom: when the delivered model leaves >10% of its binding budget unused, one round plans
+            upward; the larger model is kept only when it scores better.
     Raises:
         BadInputError (exit 2) for unusable input, DoesNotFitError (exit 3) when nothing reachable fits; in
         that case `out_dir` holds the reports of the closest result and no model file.
@@ -77,21 +92,40 @@ def fit(model_or_path, device: str, data=None, *, val=None, out_dir: str | os.Pa
 
     options = FitOptions(device=device, out_dir=str(out_dir), epochs=epochs, max_accuracy_drop=max_accuracy_drop,
                          seed=seed, trust=trust, resume=resume, quiet=quiet, adb=adb, adb_binary=adb_binary,
-                         **budgets)
+                         task=task, metric=metric, accuracy_attempts=accuracy_attempts,
+                         reclaim_headroom=reclaim_headroom, **budgets)
+    if max_accuracy_drop < 0 or (metric is None and max_accuracy_drop > 1):
+        raise BadInputError(f"--max-accuracy-drop {max_accuracy_drop:g}: must be between 0 and 1 (0.01 = one point "
+                            "of the task's metric)")
+    if accuracy_attempts < 0:
+        raise BadInputError(f"accuracy_attempts must be >= 0, got {accuracy_attempts}")
+    from edgekit.tasks import TASK_NAMES
+
+    if task is not None and task not in TASK_NAMES:
+        raise BadInputError(f"--task {task!r}: unknown; use one of {', '.join(TASK_NAMES)}")
     if data is None:
         raise BadInputError(NO_DATA_MESSAGE)
     inputs = [model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None,
               data if isinstance(data, (str, os.PathLike)) else None,
               val if isinstance(val, (str, os.PathLike)) else None]
-    check_output_dir(out_dir, inputs)
-    progress = Progress(quiet=quiet)
-    key = fingerprint([p for p in inputs if p is not None and Path(p).exists()], options.fingerprint_options())
-    workspace = Workspace(out_dir, key, resume)
-    if workspace.resumed:
-        progress.say(f"resuming: stages already done: {', '.join(workspace.done)}")
-    elif resume:
-        progress.say("nothing to resume (no earlier run with the same inputs and options): starting afresh")
-    return run(model_or_path, data, val, options, workspace, progress)
+    if isinstance(device, (str, os.PathLike)) and os.path.lexists(device):
+        inputs.append(device)  # a profile inside --out must survive the publish
+    from edgekit.model_io.outdir import OutputLock, make_parent, recover_output
+
+    make_parent(out_dir)
+    # One run per output: the locks of <out> and <out>.partial are held until the result is published.
+    with OutputLock(out_dir), OutputLock(work_dir_of(out_dir), what="--out work folder"):
+        recover_output(Path(os.path.abspath(out_dir)))
+        out = check_output_dir(out_dir, inputs, force=force)
+        progress = Progress(quiet=quiet)
+        key = fingerprint([p for p in inputs if p is not None and Path(p).exists()],
+                          options.fingerprint_options())
+        workspace = Workspace(out, key, resume, force=force)
+        if workspace.resumed:
+            progress.say(f"resuming: stages already done: {', '.join(workspace.done)}")
+        elif resume:
+            progress.say("nothing to resume (no earlier run with the same inputs and options): starting afresh")
+        return run(model_or_path, data, val, options, workspace, progress)
 
 
 __all__ = ["DoesNotFitError", "FitOptions", "FitResult", "fit"]

@@ -3,8 +3,9 @@
 A fit works in `<out>.partial/`, beside the output directory. Each finished stage records itself in
 `state.json` together with a fingerprint of the inputs (model bytes, data bytes, options); `--resume`
 skips the stages recorded there when the fingerprint still matches. When the fit ends, the work
-directory's deliverables are moved into `<out>` in one rename, so `<out>` never holds a half-written
-result, and the user's input model is never written to.
+directory's deliverables are published into `<out>` as one unit (edgekit.model_io.outdir), so `<out>`
+never holds a half-written result, and the user's input model is never written to. The caller holds
+the locks of `<out>` and of the work directory (see edgekit.workflows.fit.fit).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from edgekit.errors import BadInputError
 
 STATE_FILE = "state.json"
+OUTPUT_KIND = "fit"
 
 
 def fingerprint(paths: Iterable[str | os.PathLike | None], options: dict) -> str:
@@ -28,7 +30,8 @@ def fingerprint(paths: Iterable[str | os.PathLike | None], options: dict) -> str
         if path is None:
             continue
         p = Path(path)
-        files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+        # Regular files only: opening a FIFO or device would block or never end (the loaders refuse them).
+        files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p] if p.is_file() else []
         for f in files:
             digest.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
             with open(f, "rb") as fh:
@@ -40,11 +43,16 @@ def fingerprint(paths: Iterable[str | os.PathLike | None], options: dict) -> str
 class Workspace:
     """The work directory of one fit, with the stages it has finished."""
 
-    def __init__(self, out_dir: str | os.PathLike, fingerprint_: str, resume: bool) -> None:
-        self.out_dir = Path(out_dir)
-        self.work_dir = self.out_dir.with_name(self.out_dir.name + ".partial")
+    def __init__(self, out_dir: str | os.PathLike, fingerprint_: str, resume: bool, *, force: bool = False) -> None:
+        self.out_dir = Path(os.path.abspath(os.fspath(out_dir)))
+        self.work_dir = work_dir_of(self.out_dir)
         self.fingerprint = fingerprint_
+        self.force = force
         state = self._read_state()
+        foreign = os.path.lexists(self.work_dir) and (state is None or not self.work_dir.is_dir())
+        if foreign and (not self.work_dir.is_dir() or any(self.work_dir.iterdir())):
+            raise BadInputError(f"--out {out_dir}: {self.work_dir} exists and is not an edgekit work folder "
+                                f"(no {STATE_FILE}); move it away or choose another --out")
         if resume and state is not None and state.get("fingerprint") == fingerprint_:
             self.done: dict[str, dict] = state.get("stages", {})
             self.resumed = bool(self.done)
@@ -80,46 +88,39 @@ class Workspace:
         return self.done.get(stage, {})
 
     def publish(self, names: Iterable[str]) -> dict[str, str]:
-        """Move the named deliverables into the output directory in one rename; returns name -> final path."""
-        staging = self.out_dir.with_name(self.out_dir.name + ".staging")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        """Publish the named deliverables into the output directory as one unit; returns name -> final path."""
+        from edgekit.model_io.outdir import new_staging, publish_folder
+
+        staging = new_staging(self.out_dir)
         published = {}
         for name in names:
             src = self.work_dir / name
             if src.is_dir():
                 shutil.copytree(src, staging / name)
-            elif src.exists():
+            elif src.is_file():
                 shutil.copy2(src, staging / name)
             else:
                 continue
             published[name] = str(self.out_dir / name)
-        if self.out_dir.exists():
-            old = self.out_dir.with_name(self.out_dir.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.out_dir, old)
-            os.replace(staging, self.out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, self.out_dir)
+        publish_folder(staging, self.out_dir, OUTPUT_KIND, force=self.force)
         return published
 
     def discard(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
-def check_output_dir(out_dir: str | os.PathLike, inputs: Iterable[str | os.PathLike | None]) -> None:
-    """Refuse an output directory that would contain or replace one of the inputs."""
-    out = Path(out_dir).resolve()
-    for path in inputs:
-        if path is None:
-            continue
-        p = Path(path).resolve()
-        if p == out or out in p.parents:
-            raise BadInputError(f"--out {out_dir}: it contains the input {path}; edgekit never writes over its "
-                                "inputs, choose another output directory")
-    if out.exists() and not out.is_dir():
-        raise BadInputError(f"--out {out_dir}: exists and is not a directory")
+def work_dir_of(out_dir: str | os.PathLike) -> Path:
+    """The resumable work folder of a fit into `out_dir`: `<out>.partial` beside it."""
+    out = Path(os.path.abspath(os.fspath(out_dir)))
+    return out.with_name(out.name + ".partial")
+
+
+def check_output_dir(out_dir: str | os.PathLike, inputs: Iterable[str | os.PathLike | None],
+                     force: bool = False) -> Path:
+    """Refuse an output directory that holds an input, is not a folder, or is someone else's (unless force)."""
+    from edgekit.model_io.outdir import check_output_folder
+
+    return check_output_folder(out_dir, OUTPUT_KIND, [p for p in inputs if p is not None], force=force)
 
 
 def write_text(path: Path, text: str) -> None:
