@@ -35,12 +35,16 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from edgekit.channels.axes import CHANNELWISE_OPS, EMBEDDING_OPS, SOURCE_OPS
+from edgekit.channels.sequence import (
+    ROLE_CHANNELWISE,
+    ROLE_IN,
+    ROLE_OUT,
+    attention_rule,
+    attention_unsupported,
+)
 from edgekit.ir.graph import Graph, Node
-from edgekit.ir.ops import DEPTHWISE_OPS, MERGE_OPS, RESHAPE_OPS, SEPARABLE_OPS
-
-ROLE_OUT = "out"                  # channels the layer produces (kernel output axis, bias)
-ROLE_IN = "in"                    # channels the layer reads (kernel input axis; Dense rows after Flatten)
-ROLE_CHANNELWISE = "channelwise"  # per-channel weights on channels passing through (BN, depthwise, PReLU)
+from edgekit.ir.ops import DEPTHWISE_OPS, ELEMENTWISE_TF_FUNCTIONS, MERGE_OPS, RESHAPE_OPS, SEPARABLE_OPS
+from edgekit.ir.sequence import ATTENTION_OPS, BIDIRECTIONAL_OPS
 
 PASS_THROUGH_OPS = frozenset({
     "Activation", "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU", "Dropout", "SpatialDropout1D",
@@ -277,8 +281,23 @@ def _unsupported_reason(b: _Builder, node: Node, shared: dict[str, int]) -> str 
     """Why the rules cannot follow this layer's channels, or None if they can."""
     op, attrs = node.op, node.attrs
     known = SOURCE_OPS | CHANNELWISE_OPS | PASS_THROUGH_OPS | MERGE_OPS | RESHAPE_OPS | {"Concatenate"}
+    if op == "TFOpLambda":
+        function = attrs.get("function")
+        if function not in ELEMENTWISE_TF_FUNCTIONS or not attrs.get("scalar_operands"):
+            return f"TF operation {function} is not an element-wise operation with scalar operands"
+        if len(node.inputs) != 1 or len(node.outputs) != 1 or b.shape(node.inputs[0]) != b.shape(node.outputs[0]):
+            return f"TF operation {function} changes the shape or reads several tensors"
+        return None
     if op == "LayerNormalization":
         return "normalises across channels, so removing one changes the others"
+    if op in BIDIRECTIONAL_OPS:
+        return "the units of a Bidirectional layer's two directions are not pruned yet"
+    if op in ATTENTION_OPS:
+        if _base_name(node) in shared:
+            return f"shared layer (applied {shared[_base_name(node)]} times)"
+        if any(d < 0 for t in (*node.inputs, *node.outputs) for d in b.shape(t)):
+            return "tensor shape not fully known"
+        return attention_unsupported(b.shape, node)
     if op not in known:
         return f"{op} is not a layer the pruner can follow channels through"
     if _base_name(node) in shared and op not in _SHAPE_AGNOSTIC_OPS:
@@ -370,6 +389,8 @@ def _concatenate(b: _Builder, node: Node) -> None:
 
 
 def _rule(op: str):
+    if op in ATTENTION_OPS:
+        return attention_rule
     if op in SOURCE_OPS:
         return _source
     if op in CHANNELWISE_OPS:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekit.channels.axes import WIDTH_KEY, depth_multiplier, mid_mask, weight_axes
-from edgekit.channels.groups import ChannelGroup, ChannelGroups, Keep
+from edgekit.channels.groups import ROLE_OUT, ChannelGroup, ChannelGroups, Keep
+from edgekit.channels.sequence import resized_attrs, sequence_masks
 from edgekit.costmodel.layer_costs import analyze
 from edgekit.costmodel.size import estimate_tflite_bytes
 from edgekit.errors import BadInputError, DoesNotFitError
@@ -83,8 +84,30 @@ def select_keep(groups: ChannelGroups, scores: Mapping[int, np.ndarray], ratio: 
         for g in prunable:
             n_remove = round(ratio * g.prunable_units)
             n_keep[g.id] = max(_floor(g, min_channels), g.size - n_remove)
-    return {g.id: _keep_top(g, np.asarray(scores[g.id], np.float64), _round_up(n_keep[g.id], round_to, g.size))
-            for g in prunable}
+    keep = {}
+    for g in prunable:
+        score = np.asarray(scores[g.id], np.float64)
+        kept = _keep_top(g, score, _round_up(n_keep[g.id], round_to, g.size))
+        keep[g.id] = _cover_sources(g, score, kept, min_channels)
+    return keep
+
+
+def _cover_sources(group: ChannelGroup, score: np.ndarray, kept: frozenset[int], min_channels: int) -> frozenset[int]:
+    """`kept` plus the best units of any producing layer left with fewer than min_channels (at least 1).
+
+    A group can join several producers (a concatenation multiplied by a squeeze-excite gate ties the
+    concat's inputs to the gate's conv): keeping the group's best units could leave one producer none.
+    """
+    out = set(kept)
+    for ref in group.members:
+        if ref.role != ROLE_OUT:
+            continue
+        units = np.unique(np.asarray(ref.units, dtype=np.int64))
+        need = min(len(units), max(min_channels, 1)) - sum(int(u) in out for u in units)
+        if need > 0:
+            missing = units[[int(u) not in out for u in units]]
+            out.update(int(u) for u in missing[np.argsort(-score[missing], kind="stable")][:need])
+    return frozenset(out)
 
 
 def _global_removals(prunable: tuple[ChannelGroup, ...], scores: Mapping[int, np.ndarray], ratio: float,
@@ -127,6 +150,7 @@ def node_masks(groups: ChannelGroups, node: Node, masks: Mapping[str, tuple[bool
         out["mid"] = mid_mask(out["in"], depth_multiplier(node))
     if node.outputs:
         out["out"] = list(masks[node.outputs[0]])
+        out.update(sequence_masks(node, masks, out["out"]))
     return out
 
 
@@ -156,6 +180,7 @@ def shrink_graph(groups: ChannelGroups, keep: Keep) -> Graph:
         attrs = dict(node.attrs)
         if node.op in WIDTH_KEY and WIDTH_KEY[node.op] in attrs and node.outputs:
             attrs[WIDTH_KEY[node.op]] = sum(masks[node.outputs[0]])
+        attrs.update(resized_attrs(node, by_kind))
         if node.op == "Reshape" and "target_shape" in attrs:
             old = graph.tensors[node.outputs[0]].channels
             attrs["target_shape"] = new_reshape_target(attrs["target_shape"], old, sum(masks[node.outputs[0]]))

@@ -18,7 +18,9 @@ DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
 @click.argument("model", type=click.Path())
 @click.option("--runner", "-r", type=click.Choice(RUNNERS), default="litert", show_default=True)
 @click.option("--device", "-d", help="Device profile: threads default and the predicted latency beside the measured.")
-@click.option("--data", type=click.Path(), help="Samples (.npz x[,y] / .npy): the timed input, outputs, accuracy.")
+@click.option("--data", type=click.Path(), help="Samples (.npz x[,y] / .npy): the timed input, outputs, accuracy. "
+              "Several inputs or outputs: an .npz with one array per input name (or x0, x1, ...), labels "
+              "y_<output name>.")
 @click.option("--model", "keras_model", type=click.Path(), help="The Keras model MODEL was exported from: predicted "
               "latency (with --device) and agreement with Keras.")
 @click.option("--threads", type=int, help="CPU threads (default: the profile's cpu.threads, else 1).")
@@ -72,6 +74,14 @@ def bench_lines(payload: dict) -> list[str]:
         a = payload["agreement"]
         lines.append(f"agreement with {a['reference']}: top-1 {a['top1_agreement']:.2%}, max |error| "
                      f"{a['max_abs_error']:.4g}")
+    for name, accuracy in payload.get("accuracy_by_output", {}).items():
+        lines.append(f"accuracy of output {name} {accuracy:.2%}")
+    if "agreement_by_output" in payload:
+        by_output = payload["agreement_by_output"]
+        for name, a in by_output["outputs"].items():
+            top1 = f"top-1 {a['top1_agreement']:.2%}, " if a["top1_agreement"] is not None else ""
+            lines.append(f"agreement of output {name} with {by_output['reference']}: {top1}max |error| "
+                         f"{a['max_abs_error']:.4g}, mean |error| {a['mean_abs_error']:.4g}")
     if "profile" in payload:
         predicted = payload["predicted_latency_ms"]
         lines.append(f"predicted latency on {payload['profile']}: "

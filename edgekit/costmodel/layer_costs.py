@@ -2,7 +2,10 @@
 
 Conventions (the same as STM32Cube.AI's and most papers' MAC counts):
 - MACs count multiply-accumulates of conv, depthwise, separable, transposed conv and dense layers,
-  per sample; bias additions are not MACs.
+  per sample; bias additions are not MACs. Recurrent layers (LSTM, GRU, SimpleRNN, Bidirectional):
+  per time step every gate's input x kernel and state x recurrent kernel, times the steps.
+  MultiHeadAttention: the four projections plus heads x Tq x Tk x (key_dim + value_dim) for the
+  scores and the weighted sum of values.
 - `ops` counts the other arithmetic: pooling window reads, element-wise merges (n-1 per output),
   activations, BatchNormalization (scale and shift, 2 per element; folded into the conv by TFLite).
 - Weight bytes per precision: float32 = 4 B, float16 = 2 B per weight; int8 as TFLite stores it:
@@ -37,6 +40,18 @@ from edgekit.ir.ops import (
     POOL_OPS,
     TRANSPOSED_CONV_OPS,
 )
+from edgekit.ir.sequence import (
+    ATTENTION_OPS,
+    BIDIRECTIONAL_OPS,
+    RNN_OPS,
+    attention_sizes,
+    attention_weights,
+    positions,
+    recurrent_op,
+    time_steps,
+)
+
+SEQUENCE_OPS = RNN_OPS | BIDIRECTIONAL_OPS | ATTENTION_OPS
 
 
 @dataclass(frozen=True)
@@ -101,8 +116,32 @@ def _window(node: Node, key: str) -> int:
     return math.prod(value) if isinstance(value, (list, tuple)) else int(value)
 
 
+def _recurrent_macs(graph: Graph, node: Node) -> int:
+    """Per step: input x kernel plus state x recurrent kernel (every gate), times the steps."""
+    steps = time_steps(graph.input_tensors(node)[0].shape)
+    return steps * sum(w.size for w in node.weights if w.role in ("kernel", "recurrent_kernel"))
+
+
+def _attention_macs(graph: Graph, node: Node) -> int:
+    """Query/key/value/output projections plus the scores (Q K^T) and the weighted sum of values, per head."""
+    ins = graph.input_tensors(node)
+    query, value = ins[0], ins[1] if len(ins) > 1 else ins[0]
+    key = ins[2] if len(ins) > 2 else value
+    tq, tk = positions(query.shape), positions(key.shape)
+    parts = attention_weights(node)
+    heads, key_dim, value_dim = attention_sizes(node)
+    projections = (tq * parts["query"]["kernel"].size + tk * parts["key"]["kernel"].size
+                   + positions(value.shape) * parts["value"]["kernel"].size
+                   + tq * parts["attention_output"]["kernel"].size)
+    return projections + heads * tq * tk * (key_dim + value_dim)
+
+
 def layer_macs(graph: Graph, node: Node) -> int:
     """Multiply-accumulates of one layer application, per sample."""
+    if recurrent_op(node) is not None:
+        return _recurrent_macs(graph, node)
+    if node.op in ATTENTION_OPS:
+        return _attention_macs(graph, node)
     if node.op not in MAC_OPS:
         return 0
     x = graph.input_tensors(node)[0]
@@ -134,6 +173,13 @@ def layer_ops(graph: Graph, node: Node) -> int:
         return graph.input_tensors(node)[0].elements
     if node.op in MERGE_OPS:
         return out_elems * max(len(node.inputs) - 1, 1)
+    if recurrent_op(node) is not None:  # per step: a bias add and an activation per gate, the state update
+        steps = time_steps(graph.input_tensors(node)[0].shape)
+        return steps * sum(2 * w.shape[-1] for w in node.weights if w.role == "recurrent_kernel")
+    if node.op in ATTENTION_OPS:  # softmax over the scores
+        heads = attention_sizes(node)[0]
+        ins = graph.input_tensors(node)
+        return heads * positions(ins[0].shape) * positions(ins[-1].shape)
     if node.op == "BatchNormalization":
         return 2 * out_elems
     if node.op == "LayerNormalization":
@@ -165,7 +211,7 @@ def layer_weight_bytes(graph: Graph, node: Node) -> WeightBytes:
         int8 = 0 if folded_into.weight("bias") else 4 * graph.output_tensors(node)[0].channels
     else:
         for w in node.weights:
-            int8 += w.size * (1 if w.role in KERNEL_ROLES or node.op not in MAC_OPS else 4)
+            int8 += w.size * (1 if w.role in KERNEL_ROLES or node.op not in MAC_OPS | SEQUENCE_OPS else 4)
         if node.op == "BatchNormalization":  # unfused: TFLite keeps a MUL and an ADD constant
             int8 = 2 * graph.output_tensors(node)[0].channels
     return WeightBytes(4 * params, 2 * params, int8)

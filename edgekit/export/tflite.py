@@ -61,32 +61,71 @@ class ConversionResult:
         return len(self.tflite_bytes)
 
 
-def convert(model, precision: str, representative_data: np.ndarray | None = None,
+def convert(model, precision: str, representative_data=None,
             int8_io: bool = False, calibration_samples: int = CALIBRATION_SAMPLES,
             seed: int = 0, sparse: bool = False) -> ConversionResult:
     """Convert a tf_keras model to TFLite flatbuffer bytes at `precision` (one of PRECISIONS), batch 1.
 
     representative_data: float samples shaped (N, *model input) used to calibrate "int8" (up to
-    `calibration_samples` of them, picked with `seed`); without it, synthetic inputs are used and
-    the result carries a warning. int8_io=True (int8 only) makes the input and output tensors int8.
+    `calibration_samples` of them, picked with `seed`); for a model with several inputs a list (in
+    model.inputs order) or a dict keyed by input name. Without it, synthetic inputs are used and the
+    result carries a warning. int8_io=True (int8 only) makes the input and output tensors int8.
     sparse=True stores sparse weights sparsely (and densely again where LiteRT cannot load them, see
-    edgekit.export.sparse). The model is not modified.
+    edgekit.export.sparse). The model is not modified. Several outputs get signature names (the Keras
+    output names), so runners can return them by name.
+
+    The converter runs in edgekit's worker process (edgekit.runners.isolated): a native crash in it
+    (the int8 calibrator segfaults on some graphs) is an UnsupportedModelError naming the model.
     """
     if precision not in PRECISIONS:
         raise BadInputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if int8_io and precision != "int8":
         raise BadInputError(f"int8_io needs precision 'int8', not {precision!r}")
-    input_shape = _single_input_shape(model)
-    from edgekit._tf import _stderr_silenced, tensorflow
-
-    tf = tensorflow()
+    shapes = input_shapes(model)
     qat = is_quantization_aware(model)
     if qat and precision != "int8":
         raise BadInputError(f"model {model.name!r} is quantization-aware trained: convert it with precision 'int8'")
+    if sparse and (len(shapes) != 1 or len(model.outputs) != 1):
+        raise BadInputError(f"model {model.name!r}: the sparse weight encoding is checked on single-input, "
+                            "single-output models only; export it with --no-sparse")
+    samples = None
+    if precision == "int8":
+        samples = _calibration_samples(model, representative_data, shapes, calibration_samples, seed)
+    from edgekit.export.portable import portable
+    from edgekit.runners.isolated import NotPortable, call_isolated
+
+    spec = portable(model, qat)
+    arguments = (precision, samples, int8_io, seed, sparse)
+    if spec is not None:
+        try:
+            return call_isolated(_convert_portable, spec, *arguments, what=f"model {model.name!r}",
+                                 stage=f"TFLite conversion to {precision}")
+        except NotPortable:  # e.g. edgekit's own QAT configs: the worker cannot rebuild them by name
+            pass
+    return _convert(model, *arguments)
+
+
+def _convert_portable(spec, *arguments) -> ConversionResult:
+    from edgekit.export.portable import rebuild
+
+    return _convert(rebuild(spec), *arguments)
+
+
+def _convert(model, precision: str, samples, int8_io: bool, seed: int, sparse: bool) -> ConversionResult:
+    """The conversion itself, in whichever process runs it; samples: (arrays per input, "data" | "synthetic")."""
+    from edgekit._tf import _stderr_silenced, tensorflow
+    from edgekit.export.portable import with_rnns_unrolled
+
+    tf = tensorflow()
+    qat = is_quantization_aware(model)
     notes: list[str] = []
     calibrated_on = None
+    traced = with_rnns_unrolled(model)
+    if traced is not model:
+        notes.append("GRU / SimpleRNN layers converted unrolled over their time steps (plain TFLite ops "
+                     "instead of a WHILE loop)")
     with _stderr_silenced():
-        converter = _batch1_converter(tf, model, input_shape)
+        converter = _batch1_converter(tf, traced)
     optimizations = [] if precision == "float32" else [tf.lite.Optimize.DEFAULT]
     if sparse:
         optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
@@ -94,12 +133,13 @@ def convert(model, precision: str, representative_data: np.ndarray | None = None
     if precision == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if precision == "int8":
-        samples, calibrated_on = _calibration_samples(representative_data, input_shape, calibration_samples, seed)
+        arrays, calibrated_on = samples
         if qat:  # ranges come from the fake-quant layers; the converter still wants samples for the rest
             calibrated_on = "qat"
         elif calibrated_on == "synthetic":
             notes.append(SYNTHETIC_CALIBRATION_WARNING)
-        converter.representative_dataset = lambda: _one_at_a_time(samples)
+        names = [_input_name(t) for t in traced.inputs]
+        converter.representative_dataset = lambda: _one_at_a_time(arrays, names)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if int8_io:
             converter.inference_input_type = tf.int8
@@ -123,17 +163,37 @@ def convert(model, precision: str, representative_data: np.ndarray | None = None
                      "float32: the model is unchanged; use int8")
     result = ConversionResult(tflite_bytes, precision, calibrated_on, int8_io, tuple(notes), sparse)
     if sparse:
-        dense = convert(model, precision, representative_data, int8_io, calibration_samples, seed, sparse=False)
-        result = _checked_sparse(result, dense, input_shape, seed)
+        dense = _convert(model, precision, samples, int8_io, seed, sparse=False)
+        result = _checked_sparse(result, dense, tuple(int(d) for d in model.input_shape[1:]), seed)
     return result
 
 
-def _batch1_converter(tf, model, input_shape: tuple[int, ...]):
-    """A converter over the model traced with a static [1, *input_shape] input (no run-time shape ops)."""
-    dtype = model.inputs[0].dtype if getattr(model, "inputs", None) else tf.float32
-    function = tf.function(lambda x: model(x, training=False))
-    concrete = function.get_concrete_function(tf.TensorSpec([1, *input_shape], dtype))
+def _batch1_converter(tf, model, input_shape=None):
+    """A converter over the model traced with static [1, ...] inputs (no run-time shape ops).
+
+    input_shape is ignored (every input's own shape is used); kept for callers that pass it.
+
+    Several outputs are returned as a dict keyed by Keras output name: the flatbuffer orders outputs
+    its own way, and the signature then names them.
+    """
+    specs = [tf.TensorSpec([1, *shape], tensor.dtype, name=_input_name(tensor))
+             for shape, tensor in zip(input_shapes(model), model.inputs)]
+    if len(specs) == 1:
+        function = tf.function(lambda x: model(x, training=False))
+    elif len(model.outputs) == 1:
+        function = tf.function(lambda *xs: model(list(xs), training=False))
+    if len(model.outputs) > 1:
+        names = list(model.output_names)
+        if len(specs) == 1:
+            function = tf.function(lambda x: dict(zip(names, model(x, training=False))))
+        else:
+            function = tf.function(lambda *xs: dict(zip(names, model(list(xs), training=False))))
+    concrete = function.get_concrete_function(*specs)
     return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+
+
+def _input_name(tensor) -> str:
+    return str(getattr(tensor, "name", "input")).split(":")[0]
 
 
 def is_quantization_aware(model) -> bool:
@@ -180,32 +240,70 @@ def _checked_sparse(result: ConversionResult, dense: ConversionResult, input_sha
 
 
 def _single_input_shape(model) -> tuple[int, ...]:
+    """The one input's shape past the batch axis; UnsupportedModelError for several inputs."""
+    shapes = input_shapes(model)
+    if len(shapes) != 1:
+        raise UnsupportedModelError(f"model {model.name!r} has {len(shapes)} inputs; this step handles "
+                                    "single-input models")
+    return shapes[0]
+
+
+def input_shapes(model) -> list[tuple[int, ...]]:
+    """Each input's shape past the batch axis, in model.inputs order; refuses unknown dimensions."""
     shapes = model.input_shape
-    if isinstance(shapes, list):
-        if len(shapes) != 1:
-            raise UnsupportedModelError(f"model {model.name!r} has {len(shapes)} inputs; edgekit converts "
-                                        "single-input models")
-        shapes = shapes[0]
-    if any(d is None for d in shapes[1:]):
-        raise UnsupportedModelError(f"model {model.name!r} input shape {shapes} has unknown dimensions past "
-                                    "the batch; rebuild it with a fixed input shape")
-    return tuple(int(d) for d in shapes[1:])
+    shapes = shapes if isinstance(shapes, list) else [shapes]
+    for shape in shapes:
+        if any(d is None for d in shape[1:]):
+            raise UnsupportedModelError(f"model {model.name!r} input shape {shape} has unknown dimensions past "
+                                        "the batch; rebuild it with a fixed input shape")
+    return [tuple(int(d) for d in shape[1:]) for shape in shapes]
 
 
-def _calibration_samples(data: np.ndarray | None, input_shape: tuple[int, ...], limit: int,
-                         seed: int) -> tuple[np.ndarray, str]:
+def per_input(model, data, what: str = "representative_data") -> list[np.ndarray]:
+    """Samples for each model input, in model.inputs order, from an array (one input), a list / tuple of
+    arrays, or a dict keyed by input name."""
+    names = [_input_name(t) for t in model.inputs]
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - set(names))
+        missing = [n for n in names if n not in data]
+        if unknown or missing:
+            raise BadInputError(f"{what} keys {sorted(data)} do not match the model inputs {names}; "
+                                "pass one array per input name")
+        data = [data[n] for n in names]
+    elif not isinstance(data, (list, tuple)) or (len(names) == 1 and len(data) != 1):
+        data = [data]
+    if len(data) != len(names):
+        raise BadInputError(f"{what} has {len(data)} arrays for a model with {len(names)} inputs {names}; pass "
+                            "one per input (a list in input order or a dict keyed by input name)")
+    arrays = [np.asarray(x, dtype=np.float32) for x in data]
+    if len({len(x) for x in arrays}) != 1:
+        raise BadInputError(f"{what}: the inputs have different sample counts {[len(x) for x in arrays]}")
+    return arrays
+
+
+def _calibration_samples(model, data, shapes: list[tuple[int, ...]], limit: int,
+                         seed: int) -> tuple[list[np.ndarray], str]:
     rng = np.random.default_rng(seed)
     if data is None:
-        return rng.standard_normal((min(limit, 100), *input_shape)).astype(np.float32), "synthetic"
-    data = np.asarray(data, dtype=np.float32)
-    if tuple(data.shape[1:]) != input_shape or len(data) == 0:
-        raise BadInputError(f"representative_data shaped {data.shape} does not match the model input "
-                            f"(N, {', '.join(map(str, input_shape))}); pass samples batch first")
-    if len(data) > limit:
-        data = data[np.sort(rng.choice(len(data), size=limit, replace=False))]
-    return data, "data"
+        count = min(limit, 100)
+        return [rng.standard_normal((count, *shape)).astype(np.float32) for shape in shapes], "synthetic"
+    arrays = per_input(model, data)
+    for array, shape, tensor in zip(arrays, shapes, model.inputs):
+        if tuple(array.shape[1:]) != shape or len(array) == 0:
+            where = f" for input {_input_name(tensor)!r}" if len(shapes) > 1 else ""
+            raise BadInputError(f"representative_data shaped {array.shape}{where} does not match the model input "
+                                f"(N, {', '.join(map(str, shape))}); pass samples batch first")
+    if len(arrays[0]) > limit:
+        keep = np.sort(rng.choice(len(arrays[0]), size=limit, replace=False))
+        arrays = [array[keep] for array in arrays]
+    return arrays, "data"
 
 
-def _one_at_a_time(samples: np.ndarray) -> Iterator[list[np.ndarray]]:
-    for sample in samples:
-        yield [sample[None]]
+def _one_at_a_time(arrays: list[np.ndarray], names: list[str]) -> Iterator:
+    """One sample per step; several inputs as a dict by signature name (a list is fed in an order of
+    the calibrator's own, not model.inputs order)."""
+    for i in range(len(arrays[0])):
+        if len(arrays) == 1:
+            yield [arrays[0][i:i + 1]]
+        else:
+            yield {name: array[i:i + 1] for name, array in zip(names, arrays)}

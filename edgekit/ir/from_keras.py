@@ -15,7 +15,8 @@ from edgekit.ir.graph import Graph, Node, Tensor, Weight
 
 _ROLE_BY_SUFFIX = (
     ("depthwise_kernel", "depthwise_kernel"), ("pointwise_kernel", "pointwise_kernel"),
-    ("kernel", "kernel"), ("bias", "bias"), ("gamma", "gamma"), ("beta", "beta"),
+    ("recurrent_kernel", "recurrent_kernel"), ("kernel", "kernel"), ("bias", "bias"), ("gamma", "gamma"), ("beta",
+                                                                                                           "beta"),
     ("moving_mean", "moving_mean"), ("moving_variance", "moving_variance"), ("embeddings", "embeddings"),
 )
 
@@ -56,6 +57,14 @@ def _plain_config(layer) -> dict[str, Any]:
     if type(layer).__name__ == "TFOpLambda":
         out["function"] = cfg.get("function")
     return out
+
+
+def _scalar_operands(node) -> bool:
+    """Whether every non-tensor argument of a TFOpLambda call is a Python scalar (x + 3.0, x * 0.5)."""
+    args = list(getattr(node, "call_args", ()) or ())
+    kwargs = {k: v for k, v in (getattr(node, "call_kwargs", None) or {}).items() if k != "name"}
+    others = [a for a in (*args, *kwargs.values()) if not hasattr(a, "shape")]
+    return all(isinstance(a, (int, float, bool)) or a is None for a in others)
 
 
 def _flat(outputs) -> list:
@@ -114,8 +123,10 @@ class _Builder:
                 weights = tuple(
                     Weight(w.name, tuple(int(d) for d in w.shape), _role(w.name), bool(w.trainable))
                     for w in layer.weights)
-                self.nodes.append(Node(base, type(layer).__name__, tuple(ins), tuple(outs),
-                                       _plain_config(layer), weights))
+                attrs = _plain_config(layer)
+                if type(layer).__name__ == "TFOpLambda":
+                    attrs["scalar_operands"] = _scalar_operands(node)
+                self.nodes.append(Node(base, type(layer).__name__, tuple(ins), tuple(outs), attrs, weights))
         return [self.names[str(id(kt))] for kt in model.outputs]
 
 

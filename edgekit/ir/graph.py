@@ -24,7 +24,7 @@ from typing import Any
 
 #: Weight roles the pruner and the cost model understand.
 WEIGHT_ROLES = (
-    "kernel", "bias", "depthwise_kernel", "pointwise_kernel", "gamma", "beta", "moving_mean",
+    "kernel", "recurrent_kernel", "bias", "depthwise_kernel", "pointwise_kernel", "gamma", "beta", "moving_mean",
     "moving_variance", "embeddings", "other",
 )
 

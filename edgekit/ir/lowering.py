@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from edgekit.ir.graph import Graph, Node
 from edgekit.ir.ops import DEPTHWISE_OPS, MAC_OPS, RESHAPE_OPS, SEPARABLE_OPS
+from edgekit.ir.sequence import recurrent_op, wrapped_op
 
 # Removed by the converter at inference time: output is the input.
 IDENTITY_OPS = frozenset({"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
@@ -50,13 +51,19 @@ class RuntimeGraph:
 
 _ACTIVATION_KINDS = {"relu": "RELU", "relu6": "RELU6", "sigmoid": "LOGISTIC", "tanh": "TANH", "softmax": "SOFTMAX",
                      "elu": "ELU", "swish": "LOGISTIC+MUL", "silu": "LOGISTIC+MUL", "hard_sigmoid": "HARD_SIGMOID",
-                     "hard_swish": "HARD_SWISH", "gelu": "GELU", "leaky_relu": "LEAKY_RELU", "log_softmax": "LOG_SOFTMAX",
+                     "hard_swish": "HARD_SWISH", "gelu": "GELU", "leaky_relu": "LEAKY_RELU",
+                     "log_softmax": "LOG_SOFTMAX",
                      "exponential": "EXP", "softplus": "SOFTPLUS", "selu": "SELU"}
 _LAYER_KINDS = {"LeakyReLU": "LEAKY_RELU", "PReLU": "PRELU", "ELU": "ELU", "UpSampling1D": "RESIZE_NEAREST_NEIGHBOR",
                 "UpSampling2D": "RESIZE_NEAREST_NEIGHBOR", "Resizing": "RESIZE_BILINEAR", "Cropping1D": "STRIDED_SLICE",
                 "Cropping2D": "STRIDED_SLICE", "Permute": "TRANSPOSE", "Embedding": "GATHER",
                 "LayerNormalization": "MEAN+SQUARED_DIFFERENCE+RSQRT+MUL+SUB+ADD", "Rescaling": "MUL+ADD",
-                "Normalization": "SUB+MUL", "RepeatVector": "TILE", "LSTM": "UNIDIRECTIONAL_SEQUENCE_LSTM"}
+                "Normalization": "SUB+MUL", "RepeatVector": "TILE", "LSTM": "UNIDIRECTIONAL_SEQUENCE_LSTM",
+                # What the converter emitted for these on this host (TF 2.21): GRU and SimpleRNN become a
+                # WHILE loop over FULLY_CONNECTED and gate math; attention a chain of matmuls.
+                "GRU": "WHILE+FULLY_CONNECTED+LOGISTIC+TANH+MUL+ADD+SUB+SPLIT+GATHER+LESS+STRIDED_SLICE",
+                "SimpleRNN": "WHILE+FULLY_CONNECTED+TANH+ADD+GATHER+LESS+STRIDED_SLICE",
+                "MultiHeadAttention": "FULLY_CONNECTED+RESHAPE+TRANSPOSE+BATCH_MATMUL+MUL+SOFTMAX"}
 
 
 def _kind(node: Node) -> str:
@@ -68,6 +75,9 @@ def _kind(node: Node) -> str:
         return "RELU6" if max_value in (6, 6.0) else ("RELU" if max_value is None else "MINIMUM+RELU")
     if op in _LAYER_KINDS:
         return _LAYER_KINDS[op]
+    if op == "Bidirectional":  # both directions, the backward one on a reversed sequence, then merged
+        inner = _LAYER_KINDS.get(wrapped_op(node) or "", "UNSUPPORTED_RNN")
+        return f"{inner}+REVERSE_V2+CONCATENATION"
     if op in SEPARABLE_OPS:
         return "SEPARABLE"
     if op in DEPTHWISE_OPS:
@@ -159,7 +169,7 @@ def lower(graph: Graph) -> RuntimeGraph:
             kind = "CONV_2D"
         else:
             kind = _kind(node)
-        act = node.activation if node.op != "Activation" else None
+        act = node.activation if node.op != "Activation" and recurrent_op(node) is None else None  # RNN: internal
         separate_act = act not in (None, "linear", *FUSABLE_ACTIVATIONS)
         core_out = f"{node.name}/core" if separate_act else node.outputs[0]
         emit(kind, node.name, x, core_out, n_out)

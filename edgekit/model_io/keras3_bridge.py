@@ -139,6 +139,10 @@ class _GraphBuilder:
         model.add(self._input(k3_input, k3_input._keras_history[0].name))
         for k3_layer in k3_model.layers:
             translated = self._translate(k3_layer)
+            if isinstance(translated, TranslatedLayer) and translated.gate is not None:
+                raise bridge_error(self.label, k3_layer.name, type(k3_layer).__name__,
+                                   "an x * f(x) activation (hard_silu) in a Sequential model has no single-path "
+                                   "tf_keras form; build the model with the functional API")
             if isinstance(translated, TranslatedLayer):
                 model.add(translated.layer)
                 for activation_layer in translated.activation_layers:
@@ -176,17 +180,14 @@ class _GraphBuilder:
 
     @staticmethod
     def _call(translated, args, kwargs):
-        if not isinstance(translated, TranslatedLayer):
-            return translated(*args, **kwargs)   # a rebuilt nested model
-        outputs = translated.layer(*args, **kwargs)
-        for activation_layer in translated.activation_layers:
-            outputs = activation_layer(outputs)
-        return outputs
+        return translated(*args, **kwargs)   # a TranslatedLayer or a rebuilt nested model
 
     def copy_weights(self) -> None:
         """Copy each leaf layer's weights in order, checking count and shapes (orders verified per type)."""
         for k3_layer, translated in self.pairs:
             values = [np.asarray(w) for w in k3_layer.get_weights()]
+            if translated.weight_transform is not None:
+                values = translated.weight_transform(values)
             targets = translated.layer.weights
             name, class_name = k3_layer.name, type(k3_layer).__name__
             if len(values) != len(targets):

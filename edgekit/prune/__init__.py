@@ -22,13 +22,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edgekit.channels.axes import SOURCE_OPS
+from edgekit.channels.criteria import CRITERIA, DATA_FREE_CRITERIA
 from edgekit.channels.groups import ROLE_OUT, ChannelGroups, FrozenLayer, build_groups
 from edgekit.channels.keep import Targets
 from edgekit.costmodel.layer_costs import analyze
 from edgekit.costmodel.size import estimate_tflite_bytes
 from edgekit.errors import BadInputError
 from edgekit.ir.from_keras import from_keras
-from edgekit.prune.importance import CRITERIA, DATA_FREE_CRITERIA
 from edgekit.prune.iterative import PruneStep, SelectionOptions, prune_iteratively, prune_step
 from edgekit.prune.sparsity import SparsityResult, sparsify, train_with_channel_l1
 from edgekit.prune.training import Metric, evaluate, fine_tune

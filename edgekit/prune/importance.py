@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgekit.channels.axes import weight_axes
-from edgekit.channels.criteria import CRITERIA, DATA_FREE_CRITERIA  # noqa: F401 (re-exported)
+from edgekit.channels.criteria import CRITERIA
 from edgekit.channels.groups import ROLE_CHANNELWISE, ROLE_OUT, ChannelGroup, ChannelGroups
+from edgekit.channels.sequence import internal_kind
 from edgekit.errors import BadInputError
 from edgekit.ir.ops import KERNEL_ROLES
-
+from edgekit.ir.sequence import gates
 
 
 @dataclass(frozen=True)
@@ -57,16 +58,26 @@ def _producing_weight_sums(group: ChannelGroup, inputs: ImportanceInputs, power:
         if ref.role not in (ROLE_OUT, ROLE_CHANNELWISE):
             continue
         node = graph.node(ref.node)
-        kind = "out" if ref.role == ROLE_OUT else "in"
+        kinds = _producing_kinds(ref)
         for w, array in zip(node.weights, inputs.weights.get(ref.node, ())):
             if w.role not in KERNEL_ROLES:
                 continue
             for axis, axis_kind in weight_axes(node, w).items():
-                if axis_kind == kind:
+                if axis_kind in kinds:
                     per_slot = np.sum(np.abs(np.moveaxis(np.asarray(array, np.float64), axis, -1)) ** power,
                                       axis=tuple(range(array.ndim - 1)))
+                    if axis_kind == "gates":  # one column per gate block: fold the blocks onto the units
+                        per_slot = per_slot.reshape(gates(node.op), -1).sum(axis=0)
                     _scatter(ref.slots, ref.units, per_slot, total)
     return total
+
+
+def _producing_kinds(ref) -> tuple[str, ...]:
+    """Weight axis kinds holding a ref's channels: an internal set's own kind (heads ...), out and gates."""
+    internal = internal_kind(ref.tensor)
+    if internal is not None:
+        return (internal,)
+    return ("out", "gates") if ref.role == ROLE_OUT else ("in",)
 
 
 def l1_norm(group: ChannelGroup, inputs: ImportanceInputs) -> np.ndarray:

@@ -20,7 +20,9 @@ import numpy as np
 from edgekit.channels.axes import WIDTH_KEY, weight_axes
 from edgekit.channels.groups import ChannelGroups, Keep
 from edgekit.channels.keep import new_reshape_target, node_masks, shrink_graph
+from edgekit.channels.sequence import query_rescale, resized_attrs
 from edgekit.ir.graph import Graph, Node
+from edgekit.ir.sequence import attention_part
 
 
 def base_layer_name(node_name: str) -> str:
@@ -30,11 +32,27 @@ def base_layer_name(node_name: str) -> str:
 
 
 def layer_at(model, node_name: str):
-    """The tf_keras layer behind an IR node name (nested models as 'outer/inner')."""
-    layer = model
-    for part in base_layer_name(node_name).split("/"):
-        layer = layer.get_layer(part)
-    return layer
+    """The tf_keras layer behind an IR node name (nested models as 'outer/inner').
+
+    Layer names may contain '/' themselves (MobileNetV3's 'expanded_conv/depthwise', DenseNet's
+    'conv1/conv'), so a path is matched whole first, then split only where a nested model's name ends.
+    """
+    found = _find_layer(model, base_layer_name(node_name))
+    if found is None:
+        raise KeyError(f"no layer for IR node {node_name!r} in model {model.name!r}")
+    return found
+
+
+def _find_layer(model, path: str):
+    by_name = {layer.name: layer for layer in getattr(model, "layers", ())}
+    if path in by_name:
+        return by_name[path]
+    for name, layer in by_name.items():
+        if path.startswith(name + "/") and getattr(layer, "_is_graph_network", False):
+            found = _find_layer(layer, path[len(name) + 1:])
+            if found is not None:
+                return found
+    return None
 
 
 def node_weights(model, graph: Graph) -> dict[str, tuple[np.ndarray, ...]]:
@@ -60,10 +78,17 @@ def slice_weight(array: np.ndarray, axes: Mapping[int, str], masks: Mapping[str,
     return array
 
 
+_ATTENTION_SHAPE_KEYS = {"query_shape": "in", "value_shape": "in_value", "key_shape": "in_key"}
+
+
 def _resized_config(node: Node, config: dict, masks: Mapping[str, list[bool]], graph: Graph) -> dict:
     config = dict(config)
     if node.op in WIDTH_KEY and "out" in masks:
         config[WIDTH_KEY[node.op]] = int(sum(masks["out"]))
+    config.update(resized_attrs(node, masks))
+    for key, kind in _ATTENTION_SHAPE_KEYS.items():  # tf_keras MultiHeadAttention builds from these shapes
+        if config.get(key) is not None and kind in masks:
+            config[key] = [*list(config[key])[:-1], int(sum(masks[kind]))]
     if node.op == "Reshape" and "out" in masks:
         old = graph.tensors[node.outputs[0]].channels
         config["target_shape"] = new_reshape_target(config["target_shape"], old, int(sum(masks["out"])))
@@ -106,5 +131,8 @@ def apply_keep(model, groups: ChannelGroups, keep: Keep):
             continue
         old = layer_at(model, name).get_weights()
         new = [slice_weight(array, weight_axes(node, w), by_kind[name]) for array, w in zip(old, node.weights)]
+        scale = query_rescale(node, by_kind[name])
+        if scale != 1.0:
+            new = [array * scale if attention_part(w) == "query" else array for array, w in zip(new, node.weights)]
         layer_at(pruned, name).set_weights(new)
     return pruned

@@ -34,6 +34,9 @@ class Measurement:
     peak_rss_growth_bytes is the largest growth of the measuring process's resident memory (None
     where unknown). `outputs` are the model's float (dequantised) outputs on the data passed to
     `run`, batch first. `agreement` compares them with `agreement_reference` ("keras", "litert").
+    Several outputs: `outputs` and `agreement` are None; `outputs_by_name` holds every output by name
+    (see io_names; it is filled for one output too), `agreement_by_output` and `accuracy_by_output`
+    the comparisons per output.
     """
 
     runner: str
@@ -56,6 +59,20 @@ class Measurement:
     agreement_reference: str | None = None
     accuracy: float | None = None  # top-1 on labelled data, filled by a caller that has the labels
     device: str | None = None      # what ran it: "host x86-64", an adb serial ...
+    outputs_by_name: dict[str, np.ndarray] | None = None
+    agreement_by_output: dict[str, Agreement] | None = None
+    accuracy_by_output: dict[str, float] | None = None  # class heads with labels
+
+
+def timing_inputs(in_details: list[dict], arrays: list[np.ndarray] | None) -> list[np.ndarray]:
+    """The float sample per input that latency is measured on (see timing_input), in interpreter order."""
+    return [timing_input(detail, arrays[i] if arrays is not None else None, seed=i)
+            for i, detail in enumerate(in_details)]
+
+
+def single_output(by_output: dict | None):
+    """The lone output's value (Measurement.outputs / .agreement), None for several outputs or none."""
+    return next(iter(by_output.values())) if by_output and len(by_output) == 1 else None
 
 
 @runtime_checkable
@@ -65,6 +82,7 @@ class Runner(Protocol):
     name: str
 
     def run(self, model_bytes: bytes, data: np.ndarray | None = None) -> Measurement: ...
+    # data: samples for a single-input model; for several inputs, a list in interpreter order or a dict by name.
 
 
 def latency_summary_ms(samples_ms: Sequence[float]) -> dict[str, float]:
@@ -199,3 +217,63 @@ def pad_batch(chunk: np.ndarray, batch: int) -> np.ndarray:
     if len(chunk) == batch:
         return chunk
     return np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+
+
+def io_names(model_bytes: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Names of the main subgraph's inputs and outputs, in the order the interpreter indexes them.
+
+    The signature's names where the model has one (edgekit names them after the Keras inputs and
+    outputs), else the tensor names without "serving_default_" / ":0", else input_<i> / output_<i>
+    (a stripped MCU model has none).
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = bytearray(model_bytes)
+    if len(data) < 8 or not schema.Model.ModelBufferHasIdentifier(data, 0):
+        raise BadInputError(f"not a TFLite flatbuffer ({len(data)} bytes, no 'TFL3' identifier)")
+    model = schema.Model.GetRootAs(data, 0)
+    subgraph = model.Subgraphs(0)
+    signed: dict[int, str] = {}
+    if model.SignatureDefsLength() > 0:
+        signature = model.SignatureDefs(0)
+        for maps, length in ((signature.Inputs, signature.InputsLength()),
+                             (signature.Outputs, signature.OutputsLength())):
+            for i in range(length):
+                entry = maps(i)
+                signed[entry.TensorIndex()] = (entry.Name() or b"").decode("utf-8", "replace")
+
+    def names(indices: list[int], kind: str) -> tuple[str, ...]:
+        found = []
+        for i, index in enumerate(indices):
+            raw = subgraph.Tensors(index).Name()
+            tensor = (raw or b"").decode("utf-8", "replace").removeprefix("serving_default_").split(":")[0]
+            found.append(signed.get(index) or tensor)
+        if any(not n for n in found) or len(set(found)) != len(found):
+            return tuple(f"{kind}_{i}" for i in range(len(indices)))
+        return tuple(found)
+
+    inputs = [subgraph.Inputs(i) for i in range(subgraph.InputsLength())]
+    outputs = [subgraph.Outputs(i) for i in range(subgraph.OutputsLength())]
+    return names(inputs, "input"), names(outputs, "output")
+
+
+def ordered_inputs(model_bytes: bytes, inputs) -> list[np.ndarray]:
+    """Samples per model input in the interpreter's input order, from an array (one input), a list
+    (in that order) or a dict keyed by the names `io_names` gives."""
+    input_names, _ = io_names(model_bytes)
+    if isinstance(inputs, dict):
+        if sorted(inputs) != sorted(input_names):
+            raise BadInputError(f"inputs named {sorted(inputs)} do not match the model's inputs "
+                                f"{list(input_names)}; pass one array per input name")
+        arrays = [inputs[name] for name in input_names]
+    elif isinstance(inputs, (list, tuple)):
+        arrays = list(inputs)
+    else:
+        arrays = [inputs]
+    if len(arrays) != len(input_names):
+        raise BadInputError(f"{len(arrays)} input arrays for a model with {len(input_names)} inputs "
+                            f"{list(input_names)}; pass one per input (a list in order or a dict by name)")
+    arrays = [np.asarray(x, dtype=np.float32) for x in arrays]
+    if len({len(x) for x in arrays}) > 1:
+        raise BadInputError(f"the inputs have different sample counts {[len(x) for x in arrays]}")
+    return arrays

@@ -21,11 +21,15 @@ from edgekit.runners.base import (
     as_batch,
     captured_stderr,
     from_output_tensor,
+    io_names,
     latency_summary_ms,
+    ordered_inputs,
     pad_batch,
-    timing_input,
+    single_output,
+    timing_inputs,
     to_input_tensor,
 )
+from edgekit.runners.isolated import call_isolated
 
 PREDICT_BATCH = 256
 
@@ -72,16 +76,6 @@ def _allocate(interpreter) -> None:
         raise BadInputError(f"LiteRT could not prepare the model: {first}") from exc
 
 
-def _single_io(interpreter) -> tuple[dict, dict]:
-    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise UnsupportedModelError(
-            f"edgekit runners handle one input and one output; this model has {len(inputs)} inputs "
-            f"and {len(outputs)} outputs"
-        )
-    return inputs[0], outputs[0]
-
-
 def _quantization(detail: dict) -> tuple[float, int] | None:
     scale, zero_point = detail["quantization"]
     return (scale, zero_point) if scale and np.issubdtype(np.dtype(detail["dtype"]), np.integer) else None
@@ -90,41 +84,72 @@ def _quantization(detail: dict) -> tuple[float, int] | None:
 def predict(
     model_bytes: bytes, x: np.ndarray, threads: int = 1, batch_size: int = PREDICT_BATCH, xnnpack: bool = True
 ) -> np.ndarray:
-    """Float outputs of a TFLite model on float samples x (N, *input_shape), any io precision.
+    """Float outputs of a single-input, single-output TFLite model on float samples x (N, *input_shape).
 
     Integer (int8) inputs and outputs are quantised / dequantised with the tensors' own scale and
     zero point. Models converted with a dynamic batch dimension run `batch_size` samples per invoke
-    (the last batch zero-padded); others run one sample per invoke.
+    (the last batch zero-padded); others run one sample per invoke. See predict_named for models
+    with several inputs or outputs.
     """
+    input_names, output_names = io_names(model_bytes)
+    if len(input_names) != 1 or len(output_names) != 1:
+        raise UnsupportedModelError(f"this model has {len(input_names)} inputs and {len(output_names)} outputs: "
+                                    "use edgekit.runners.litert.predict_named")
+    return next(iter(predict_named(model_bytes, [x], threads, batch_size, xnnpack).values()))
+
+
+def predict_named(model_bytes: bytes, inputs, threads: int = 1, batch_size: int = PREDICT_BATCH,
+                  xnnpack: bool = True) -> dict[str, np.ndarray]:
+    """Float outputs by name of a TFLite model with any number of inputs and outputs, on LiteRT.
+
+    inputs: an array (one input), a list in the model's input order, or a dict keyed by input name
+    (edgekit.runners.base.io_names: for models edgekit converts, the Keras input names). Returns a
+    dict in the model's output order, keyed by output name (the Keras output names). LiteRT runs in
+    edgekit's worker process: a native crash becomes an UnsupportedModelError.
+    """
+    arrays = ordered_inputs(model_bytes, inputs)
+    return call_isolated(_predict_here, model_bytes, arrays, threads, batch_size, xnnpack,
+                         what=f"a {len(model_bytes)} byte model", stage="LiteRT run")
+
+
+def _predict_here(model_bytes: bytes, arrays: list[np.ndarray], threads: int, batch_size: int,
+                  xnnpack: bool) -> dict[str, np.ndarray]:
     interpreter = _interpreter(model_bytes, threads, allocate=False, xnnpack=xnnpack)
-    in_detail, out_detail = _single_io(interpreter)
-    x = as_batch(x, in_detail["shape"])
-    batch = _try_resize_batch(interpreter, in_detail, min(batch_size, len(x)))
-    in_detail, out_detail = _single_io(interpreter)  # indices stable, shapes / quant re-read after resize
-    outputs = []
-    for start in range(0, len(x), batch):
-        chunk = x[start:start + batch]
-        tensor = to_input_tensor(pad_batch(chunk, batch), in_detail["dtype"], _quantization(in_detail))
-        interpreter.set_tensor(in_detail["index"], tensor)
+    in_details = interpreter.get_input_details()
+    arrays = [as_batch(x, detail["shape"]) for x, detail in zip(arrays, in_details)]
+    count = len(arrays[0]) if arrays else 0
+    batch = _try_resize_batch(interpreter, in_details, min(batch_size, max(count, 1)))
+    in_details, out_details = interpreter.get_input_details(), interpreter.get_output_details()
+    outputs: list[list[np.ndarray]] = [[] for _ in out_details]
+    for start in range(0, count, batch):
+        for x, detail in zip(arrays, in_details):
+            chunk = pad_batch(x[start:start + batch], batch)
+            interpreter.set_tensor(detail["index"], to_input_tensor(chunk, detail["dtype"], _quantization(detail)))
         interpreter.invoke()
-        y = interpreter.get_tensor(out_detail["index"])
-        outputs.append(from_output_tensor(y, _quantization(out_detail))[: len(chunk)])
-    return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+        for i, detail in enumerate(out_details):
+            y = interpreter.get_tensor(detail["index"])
+            outputs[i].append(from_output_tensor(y, _quantization(detail))[: min(batch, count - start)])
+    _, output_names = io_names(model_bytes)
+    return {name: (np.concatenate(chunks) if chunks else np.zeros((0,), np.float32))
+            for name, chunks in zip(output_names, outputs)}
 
 
-def _try_resize_batch(interpreter, in_detail: dict, batch: int) -> int:
-    """Resize the batch dimension to `batch` if the model allows it, allocate; returns the batch in use."""
-    index, shape = in_detail["index"], [int(d) for d in in_detail["shape"]]
-    signature = in_detail.get("shape_signature", shape)
-    if batch > 1 and len(shape) > 0 and signature[0] == -1:
+def _try_resize_batch(interpreter, in_details: list[dict], batch: int) -> int:
+    """Resize every input's batch dimension to `batch` if the model allows it, allocate; returns the batch."""
+    shapes = [[int(d) for d in detail["shape"]] for detail in in_details]
+    signatures = [list(detail.get("shape_signature", shape)) for detail, shape in zip(in_details, shapes)]
+    if batch > 1 and shapes and all(len(s) > 0 and sig[0] == -1 for s, sig in zip(shapes, signatures)):
         try:
-            interpreter.resize_tensor_input(index, [batch, *shape[1:]])
+            for detail, shape in zip(in_details, shapes):
+                interpreter.resize_tensor_input(detail["index"], [batch, *shape[1:]])
             _allocate(interpreter)
             return batch
-        except (RuntimeError, ValueError, BadInputError):  # some ops cannot take a new batch size: back to the converted one
-            interpreter.resize_tensor_input(index, shape)
+        except (RuntimeError, ValueError,
+                BadInputError):  # some ops cannot take a new batch size: back to the converted one
+            for detail, shape in zip(in_details, shapes):
+                interpreter.resize_tensor_input(detail["index"], shape)
     _allocate(interpreter)
-    return shape[0] if shape else 1
+    return shapes[0][0] if shapes and shapes[0] else 1
 
 
 class LiteRTRunner:
@@ -147,18 +172,23 @@ class LiteRTRunner:
         self.min_seconds, self.xnnpack = min_seconds, xnnpack
 
     def run(self, model_bytes: bytes, data: np.ndarray | None = None) -> Measurement:
+        """Measure in edgekit's worker process: a LiteRT crash becomes an UnsupportedModelError."""
+        return call_isolated(self._run_here, model_bytes, data, what=f"a {len(model_bytes)} byte model",
+                             stage="LiteRT benchmark")
+
+    def _run_here(self, model_bytes: bytes, data: np.ndarray | None = None) -> Measurement:
         rss = RssWatch()
         start = time.perf_counter()
         interpreter = _interpreter(model_bytes, self.threads, xnnpack=self.xnnpack)
         init_ms = (time.perf_counter() - start) * 1e3
         rss.sample()
 
-        in_detail, _ = _single_io(interpreter)
-        if data is not None:
-            data = as_batch(data, in_detail["shape"])
-        sample = timing_input(in_detail, data)
-        tensor = to_input_tensor(sample, in_detail["dtype"], _quantization(in_detail))
-        interpreter.set_tensor(in_detail["index"], tensor)
+        in_details = interpreter.get_input_details()
+        arrays = None
+        if data is not None:  # one array, or several inputs as a list in interpreter order / a dict by name
+            arrays = [as_batch(x, d["shape"]) for x, d in zip(ordered_inputs(model_bytes, data), in_details)]
+        for detail, sample in zip(in_details, timing_inputs(in_details, arrays)):
+            interpreter.set_tensor(detail["index"], to_input_tensor(sample, detail["dtype"], _quantization(detail)))
         for _ in range(self.warmup):
             interpreter.invoke()
         samples_ms = []
@@ -169,7 +199,8 @@ class LiteRTRunner:
             samples_ms.append((time.perf_counter_ns() - t0) / 1e6)
         rss.sample()
 
-        outputs = predict(model_bytes, data, threads=self.threads) if data is not None else None
+        named = (predict_named(model_bytes, arrays, threads=self.threads, xnnpack=self.xnnpack)
+                 if arrays is not None else None)
         rss.sample()
         kernels = "XNNPACK delegate" if self.xnnpack else "built-in kernels (no XNNPACK)"
         return Measurement(
@@ -180,7 +211,8 @@ class LiteRTRunner:
             threads=self.threads,
             arena_bytes=None,
             peak_rss_growth_bytes=rss.growth_bytes,
-            outputs=outputs,
+            outputs=single_output(named),
+            outputs_by_name=named,
             notes=(f"latency measured on this host's CPU ({platform.machine()}), batch 1, {kernels}",),
             device=f"host {platform.machine()}",
             **latency_summary_ms(samples_ms),

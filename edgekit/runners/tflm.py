@@ -28,17 +28,30 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import BadInputError, UnsupportedModelError
+from edgekit.errors import UnsupportedModelError
 from edgekit.runners.base import (
     Measurement,
     RssWatch,
     as_batch,
     captured_stderr,
     from_output_tensor,
+    io_names,
     latency_summary_ms,
+    ordered_inputs,
     pad_batch,
-    timing_input,
+    single_output,
+    timing_inputs,
     to_input_tensor,
+)
+from edgekit.runners.isolated import call_isolated, signal_name
+from edgekit.runners.tflm_core import (
+    ArenaTooSmallError,
+    _io_counts,
+    _is_arena_shortfall,
+    _micro_interpreter,
+    _quantization,
+    _raise_for_failure,
+    check_kernel_limits,
 )
 
 FIRST_PROBE_ARENA_BYTES = 1 << 20
@@ -106,112 +119,41 @@ def parse_allocation_report(text: str) -> tuple[int, int, int, tuple[ArenaSectio
     return figures["total"], figures["head"], figures["tail"], sections
 
 
-# ----------------------------------------------------------------------------- failures
-
-# "Too many buffers" is the memory planner running out of the scratch it takes from the arena.
-_ARENA_SHORTFALL = re.compile(r"Failed to allocate|Unable to allocate|missing: \d+|Too many buffers")
-_MISSING_OP = re.compile(r"Didn't find op for builtin opcode '(\w+)'")
-_MISSING_CUSTOM = re.compile(r"Failed to get registration from op code (\w+)")
-_NODE_FAILED = re.compile(r"Node (\w+) \(number (\d+)\) failed to (prepare|invoke)")
-
-
-def _is_arena_shortfall(log: str) -> bool:
-    return _ARENA_SHORTFALL.search(log) is not None
-
-
-def _unsupported_error(log: str, model_bytes: bytes) -> UnsupportedModelError | None:
-    """The op-level reason TFLM refused the model, as an error naming the op, or None."""
-    if (match := _MISSING_OP.search(log)) is not None:
-        return UnsupportedModelError(
-            f"TFLite Micro has no kernel for op {match.group(1)}; change the layer that produces it "
-            "or target LiteRT instead"
-        )
-    if _MISSING_CUSTOM.search(log) is not None:
-        from edgekit.model_io.flatbuffer import tflite_op_list
-
-        custom = sorted({op for op in tflite_op_list(model_bytes) if op.startswith("CUSTOM")})
-        return UnsupportedModelError(
-            f"TFLite Micro cannot run custom op(s) {', '.join(custom) or 'CUSTOM'} (Select TF / custom "
-            "kernels are not registered); convert with builtin ops only"
-        )
-    if (match := _NODE_FAILED.search(log)) is not None:
-        lines = log[: match.start()].strip().splitlines()
-        reason = lines[-1].strip() if lines else "no reason printed"
-        return UnsupportedModelError(
-            f"TFLite Micro cannot {match.group(3)} op {match.group(1)} (node {match.group(2)}): {reason}; "
-            "TFLM kernels take int8 (or float32) tensors: convert with precision 'int8'"
-        )
-    return None
-
-
-class ArenaTooSmallError(UnsupportedModelError):
-    """The tensor arena given to TFLM is too small for the model."""
-
-
-def _raise_for_failure(log: str, model_bytes: bytes, arena_size: int) -> None:
-    if _is_arena_shortfall(log):
-        raise ArenaTooSmallError(
-            f"TFLite Micro could not fit the model in a {arena_size} byte arena; "
-            "find the size it needs with edgekit.runners.tflm.measure_arena"
-        )
-    error = _unsupported_error(log, model_bytes)
-    if error is not None:
-        raise error
-    detail = " ".join(log.split())[:300] or "no reason printed"
-    raise UnsupportedModelError(f"TFLite Micro could not load the model: {detail}")
-
-
-# ----------------------------------------------------------------------------- in-process interpreter
-
-
-def _micro_interpreter(model_bytes: bytes, arena_size: int):
-    """A TFLM interpreter with tensors allocated; errors become one-line edgekit errors."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    _io_counts(model_bytes)  # refuse non-TFLite bytes before the C++ side sees them
-    with captured_stderr() as log:
-        try:
-            return runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=int(arena_size))
-        except RuntimeError:
-            pass
-    _raise_for_failure(log.text, model_bytes, arena_size)
-
-
-def _io_counts(model_bytes: bytes) -> tuple[int, int]:
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    data = bytearray(model_bytes)
-    if len(data) < 8 or not schema.Model.ModelBufferHasIdentifier(data, 0):
-        raise BadInputError(f"not a TFLite flatbuffer ({len(data)} bytes, no 'TFL3' identifier)")
-    subgraph = schema.Model.GetRootAs(data, 0).Subgraphs(0)
-    return subgraph.InputsLength(), subgraph.OutputsLength()
-
-
-def _quantization(detail: dict) -> tuple[float, int] | None:
-    params = detail.get("quantization_parameters", {})
-    scales, zero_points = params.get("scales", ()), params.get("zero_points", ())
-    if len(scales) == 0 or not np.issubdtype(np.dtype(detail["dtype"]), np.integer):
-        return None
-    return float(scales[0]), int(zero_points[0])
-
-
-def _single_io_details(interpreter, model_bytes: bytes) -> tuple[dict, dict]:
-    n_in, n_out = _io_counts(model_bytes)
-    if n_in != 1 or n_out != 1:
-        raise UnsupportedModelError(
-            f"edgekit runners handle one input and one output; this model has {n_in} inputs "
-            f"and {n_out} outputs"
-        )
-    return interpreter.get_input_details(0), interpreter.get_output_details(0)
-
-
 def predict(model_bytes: bytes, x: np.ndarray, arena_size: int | None = None) -> np.ndarray:
-    """Float outputs of a TFLite model run by TFLM on float samples x (N, *input_shape), one per invoke.
+    """Float outputs of a single-input, single-output TFLite model run by TFLM on float samples x
+    (N, *input_shape), one per invoke.
 
     int8 inputs/outputs are quantised/dequantised with the tensors' scale and zero point. The arena
-    defaults to DEFAULT_PREDICT_ARENA_BYTES (grown if that is too small); pass at least a few
-    kilobytes: a tiny arena can crash TFLM (use `measure_arena` to find the minimum safely).
+    defaults to DEFAULT_PREDICT_ARENA_BYTES (grown if that is too small). TFLM runs in edgekit's worker
+    process: a kernel that aborts becomes an UnsupportedModelError.
     """
+    _single_io_counts(model_bytes)
+    outputs = predict_named(model_bytes, [x], arena_size)
+    return next(iter(outputs.values()))
+
+
+def _single_io_counts(model_bytes: bytes) -> None:
+    n_in, n_out = _io_counts(model_bytes)
+    if n_in != 1 or n_out != 1:
+        raise UnsupportedModelError(f"this model has {n_in} inputs and {n_out} outputs: use "
+                                    "edgekit.runners.tflm.predict_named")
+
+
+def predict_named(model_bytes: bytes, inputs, arena_size: int | None = None) -> dict[str, np.ndarray]:
+    """Float outputs by name of a TFLite model with any number of inputs and outputs, run by TFLM.
+
+    inputs: an array (one input), a list in the model's input order, or a dict keyed by input name
+    (see edgekit.runners.base.io_names: signature names, else tensor names, else input_<i>). Returns
+    a dict in the model's output order.
+    """
+    _io_counts(model_bytes)  # refuse non-TFLite bytes here
+    check_kernel_limits(model_bytes)
+    arrays = ordered_inputs(model_bytes, inputs)
+    return call_isolated(_predict_here, model_bytes, arrays, arena_size, what=f"a {len(model_bytes)} byte model",
+                         stage="TensorFlow Lite Micro run")
+
+
+def _predict_here(model_bytes: bytes, arrays: list[np.ndarray], arena_size: int | None) -> dict[str, np.ndarray]:
     size = int(arena_size) if arena_size is not None else DEFAULT_PREDICT_ARENA_BYTES
     while True:
         try:
@@ -221,16 +163,23 @@ def predict(model_bytes: bytes, x: np.ndarray, arena_size: int | None = None) ->
             if arena_size is not None or size >= MAX_ARENA_BYTES:
                 raise
             size *= 4
-    in_detail, out_detail = _single_io_details(interpreter, model_bytes)
-    x = as_batch(x, in_detail["shape"])
-    batch = int(in_detail["shape"][0])
-    outputs = []
-    for start in range(0, len(x), batch):
-        chunk = pad_batch(x[start:start + batch], batch)
-        interpreter.set_input(to_input_tensor(chunk, in_detail["dtype"], _quantization(in_detail)), 0)
+    n_in, n_out = _io_counts(model_bytes)
+    in_details = [interpreter.get_input_details(i) for i in range(n_in)]
+    out_details = [interpreter.get_output_details(i) for i in range(n_out)]
+    arrays = [as_batch(x, detail["shape"]) for x, detail in zip(arrays, in_details)]
+    count = len(arrays[0]) if arrays else 0
+    batch = int(in_details[0]["shape"][0]) if in_details else 1
+    outputs: list[list[np.ndarray]] = [[] for _ in out_details]
+    for start in range(0, count, batch):
+        for i, (x, detail) in enumerate(zip(arrays, in_details)):
+            chunk = pad_batch(x[start:start + batch], batch)
+            interpreter.set_input(to_input_tensor(chunk, detail["dtype"], _quantization(detail)), i)
         interpreter.invoke()
-        outputs.append(from_output_tensor(interpreter.get_output(0), _quantization(out_detail)))
-    return np.concatenate(outputs)[: len(x)] if outputs else np.zeros((0,), np.float32)
+        for i, detail in enumerate(out_details):
+            outputs[i].append(from_output_tensor(interpreter.get_output(i), _quantization(detail)))
+    _, output_names = io_names(model_bytes)
+    return {name: (np.concatenate(chunks)[:count] if chunks else np.zeros((0,), np.float32))
+            for name, chunks in zip(output_names, outputs)}
 
 
 # ----------------------------------------------------------------------------- arena bisection
@@ -294,6 +243,7 @@ def measure_arena(model_bytes: bytes, max_arena_bytes: int = MAX_ARENA_BYTES) ->
     fails where smaller worked), which holds for TFLM's single-arena allocator.
     """
     _io_counts(model_bytes)  # refuse non-TFLite bytes here, not in the child
+    check_kernel_limits(model_bytes)
     with tempfile.TemporaryDirectory(prefix="edgekit-tflm-") as tmp:
         model_path = os.path.join(tmp, "model.tflite")
         with open(model_path, "wb") as f:
@@ -314,8 +264,8 @@ def _bisect(worker: _ProbeWorker, model_bytes: bytes, max_arena_bytes: int) -> A
             why = (" (SIGABRT: a TFLM kernel check failed, e.g. on a near-zero int8 scale from an untrained or "
                    "collapsed model)" if result.exit_code == -6 else "")
             raise UnsupportedModelError(
-                f"the TFLite Micro probe process died (exit code {result.exit_code}{why}) loading the model "
-                f"with a {high} byte arena; `python -m edgekit.runners.tflm --probe-worker MODEL` shows why"
+                f"TensorFlow Lite Micro crashed ({signal_name(result.exit_code)}{why}) preparing the model with "
+                f"a {high} byte arena; edgekit stopped it: try precision int8 with real calibration --data"
             )
         if not _is_arena_shortfall(result.log) or high >= max_arena_bytes:
             _raise_for_failure(result.log, model_bytes, high)
@@ -323,7 +273,19 @@ def _bisect(worker: _ProbeWorker, model_bytes: bytes, max_arena_bytes: int) -> A
         result = worker.probe(high)
         probes += 1
     report = result.log
-    low = 0  # an empty arena cannot hold the interpreter's own structs
+    # The recording allocator's total is a lower bound of the minimum (equal when activations dominate):
+    # verify it with one probe and search upwards only when it falls short, so a big model, whose every
+    # probe costs an invoke of seconds, needs a few probes rather than a bisection from zero.
+    recorded = parse_allocation_report(report)[0]
+    low, step = recorded - 1, ARENA_ALIGNMENT_BYTES
+    candidate = recorded
+    while candidate < high:
+        result = worker.probe(candidate)
+        probes += 1
+        if result.ok:
+            high, report = candidate, result.log
+            break
+        low, candidate, step = candidate, candidate + step, step * 4
     while high - low > 1:
         middle = (low + high) // 2
         result = worker.probe(middle)
@@ -391,6 +353,13 @@ class TFLMRunner:
         self.warmup, self.runs = warmup, runs
 
     def run(self, model_bytes: bytes, data: np.ndarray | None = None) -> Measurement:
+        """Measure in edgekit's worker process: a TFLM kernel that aborts becomes an UnsupportedModelError."""
+        _io_counts(model_bytes)
+        check_kernel_limits(model_bytes)
+        return call_isolated(self._run_here, model_bytes, data, what=f"a {len(model_bytes)} byte model",
+                             stage="TensorFlow Lite Micro benchmark")
+
+    def _run_here(self, model_bytes: bytes, data: np.ndarray | None = None) -> Measurement:
         arena = measure_arena(model_bytes)
         arena_size = arena.arena_bytes + ARENA_ALIGNMENT_BYTES  # slack in case of an unaligned buffer
         rss = RssWatch()
@@ -398,11 +367,13 @@ class TFLMRunner:
         interpreter = _micro_interpreter(model_bytes, arena_size)
         init_ms = (time.perf_counter() - start) * 1e3
         rss.sample()
-        in_detail, _ = _single_io_details(interpreter, model_bytes)
-        if data is not None:
-            data = as_batch(data, in_detail["shape"])
-        sample = timing_input(in_detail, data)
-        interpreter.set_input(to_input_tensor(sample, in_detail["dtype"], _quantization(in_detail)), 0)
+        n_in, _ = _io_counts(model_bytes)
+        in_details = [interpreter.get_input_details(i) for i in range(n_in)]
+        arrays = None
+        if data is not None:  # one array, or several inputs as a list in interpreter order / a dict by name
+            arrays = [as_batch(x, d["shape"]) for x, d in zip(ordered_inputs(model_bytes, data), in_details)]
+        for i, (detail, sample) in enumerate(zip(in_details, timing_inputs(in_details, arrays))):
+            interpreter.set_input(to_input_tensor(sample, detail["dtype"], _quantization(detail)), i)
         for _ in range(self.warmup):
             interpreter.invoke()
         samples_ms = []
@@ -411,14 +382,16 @@ class TFLMRunner:
             interpreter.invoke()
             samples_ms.append((time.perf_counter_ns() - t0) / 1e6)
         rss.sample()
-        outputs = agreement = None
-        if data is not None:
+        named = by_output = None
+        if arrays is not None:
             from edgekit.runners import litert
             from edgekit.runners.agreement import agreement as compare
 
-            outputs = predict(model_bytes, data, arena_size=arena_size)
-            agreement = compare(litert.predict(model_bytes, data), outputs)
+            named = predict_named(model_bytes, arrays, arena_size=arena_size)
+            reference = litert.predict_named(model_bytes, arrays)
+            by_output = {name: compare(reference[name], y) for name, y in named.items()}
         rss.sample()
+        agreement = single_output(by_output)
         return Measurement(
             runner=self.name,
             model_size_bytes=len(model_bytes),
@@ -428,9 +401,11 @@ class TFLMRunner:
             arena_bytes=arena.arena_bytes,
             arena_recorded_bytes=arena.recorded_total_bytes,
             peak_rss_growth_bytes=rss.growth_bytes,
-            outputs=outputs,
+            outputs=single_output(named),
+            outputs_by_name=named,
             agreement=agreement,
-            agreement_reference="litert" if agreement is not None else None,
+            agreement_by_output=by_output,
+            agreement_reference="litert" if by_output is not None else None,
             device="host (TFLM reference kernels)",
             notes=(
                 "latency is TFLM reference kernels on this host's CPU, not a microcontroller",

@@ -20,6 +20,7 @@ class BenchResult:
     predicted_latency_ms: float | None
     prediction_note: str | None              # basis of the prediction, or why there is none
     device: str | None                       # profile name
+    output_kinds: dict | None = None         # several outputs: "class" | "regression" by name (from --model / labels)
 
     def to_dict(self) -> dict:
         """The `edgekit bench --json` object."""
@@ -41,6 +42,16 @@ class BenchResult:
             out["agreement"] = {"reference": m.agreement_reference, "samples": a.n_samples,
                                 "top1_agreement": a.top1_agreement, "max_abs_error": a.max_abs_error,
                                 "mean_abs_error": a.mean_abs_error}
+        if m.accuracy_by_output:
+            out["accuracy_by_output"] = dict(m.accuracy_by_output)
+        if m.agreement_by_output and m.agreement is None:  # several outputs
+            kinds = self.output_kinds or {}
+            out["agreement_by_output"] = {
+                "reference": m.agreement_reference, "samples": next(iter(m.agreement_by_output.values())).n_samples,
+                "outputs": {name: {"kind": kinds.get(name), "max_abs_error": a.max_abs_error,
+                                   "mean_abs_error": a.mean_abs_error,
+                                   "top1_agreement": None if kinds.get(name) == "regression" else a.top1_agreement}
+                            for name, a in m.agreement_by_output.items()}}
         if self.device is not None:
             out["profile"] = self.device
             out["predicted_latency_ms"] = self.predicted_latency_ms
@@ -56,6 +67,9 @@ def bench(model_path: str | os.PathLike, runner: str = "litert", device: str | N
 
     keras_model: the Keras model (path or object) the file was exported from: needed for the predicted
     latency and for agreement with Keras. adb_options: serial, binary, device_binary, delegate, tool.
+    A model with several inputs or outputs takes data as an .npz with one array per input (named as the
+    file's inputs, or x0, x1, ... in its input order) and labels y_<output name>; accuracy and agreement
+    are then reported per output.
     """
     from edgekit.model_io.flatbuffer import infer_precision
     from edgekit.runners.agreement import agreement
@@ -67,6 +81,9 @@ def bench(model_path: str | os.PathLike, runner: str = "litert", device: str | N
         raise BadInputError(f"{path}: not a .tflite file; convert a Keras model first with `edgekit export`")
     with open(path, "rb") as f:
         tflite_bytes = f.read()
+    from edgekit.model_io.tflite_check import validate_tflite
+
+    validate_tflite(path, tflite_bytes)  # a truncated or fuzzed file: one line here, not a native crash
     precision = infer_precision(tflite_bytes)
     profile = optional_profile(device)
     threads = threads or (profile.cpu.threads if profile is not None else 1)
@@ -79,9 +96,13 @@ def bench(model_path: str | os.PathLike, runner: str = "litert", device: str | N
     if data is not None:
         x, y = _bench_data(data, tflite_bytes)
     measurement = _runner(runner, threads, warmup, runs, adb_options).run(tflite_bytes, x)
-    measurement = _with_quality(measurement, keras, x, y, agreement)
+    kinds = None
+    if isinstance(x, dict):
+        measurement, kinds = _with_quality_per_output(measurement, keras, x, y, agreement)
+    else:
+        measurement = _with_quality(measurement, keras, x, y, agreement)
     predicted, note = _predicted_latency(profile, keras, precision)
-    return BenchResult(path, measurement, precision, predicted, note, profile.name if profile else None)
+    return BenchResult(path, measurement, precision, predicted, note, profile.name if profile else None, kinds)
 
 
 def _runner(name: str, threads: int, warmup: int, runs: int, adb_options: dict):
@@ -102,10 +123,22 @@ def _runner(name: str, threads: int, warmup: int, runs: int, adb_options: dict):
 def _bench_data(data, tflite_bytes: bytes):
     from edgekit.data import from_arrays, load_data
     from edgekit.model_io.flatbuffer import ints, read_model
+    from edgekit.runners.base import io_names
 
     model = read_model(tflite_bytes)
     subgraph = model.subgraphs[0]
     shape = (None, *ints(subgraph.tensors[ints(subgraph.inputs)[0]].shape)[1:])
+    input_names, output_names = io_names(tflite_bytes)
+    if len(input_names) > 1 or len(output_names) > 1:  # by name: {input: samples}, {output: labels}
+        from edgekit.data import load_named_arrays
+
+        shapes = [(None, *ints(subgraph.tensors[i].shape)[1:]) for i in ints(subgraph.inputs)]
+        if not isinstance(data, (str, os.PathLike, dict)):
+            raise BadInputError(f"this model has inputs {list(input_names)} and outputs {list(output_names)}: pass "
+                                "--data as an .npz with one array per input name and labels y_<output name>")
+        inputs, labels, _ = load_named_arrays(data, input_names, shapes, output_names)
+        return ({name: x[:CHECK_SAMPLES] for name, x in zip(input_names, inputs)},
+                {name: y[:CHECK_SAMPLES] for name, y in labels.items()})
     if isinstance(data, (str, os.PathLike)):
         dataset = load_data(data, shape)
     else:
@@ -127,6 +160,31 @@ def _with_quality(measurement, keras, x, y, agreement):
         changes["agreement"] = agreement(keras.predict(x, verbose=0, batch_size=256), outputs)
         changes["agreement_reference"] = "keras"
     return dataclasses.replace(measurement, **changes)
+
+
+def _with_quality_per_output(measurement, keras, x: dict, labels: dict, agreement):
+    """Accuracy per labelled class head and agreement with Keras per output, by name; and the kinds."""
+    import dataclasses
+
+    from edgekit.workflows.export_outputs import keras_outputs, output_kinds
+
+    outputs = measurement.outputs_by_name
+    if outputs is None:
+        return measurement, None
+    changes: dict = {"accuracy_by_output": {
+        name: float(np.mean(outputs[name].argmax(1) == np.asarray(y).astype(np.int64)))
+        for name, y in labels.items() if np.asarray(y).ndim == 1 and outputs[name].ndim == 2
+        and outputs[name].shape[1] > 1} or None}
+    kinds = None
+    if keras is not None:
+        if sorted(keras.input_names) != sorted(x) or sorted(keras.output_names) != sorted(outputs):
+            raise BadInputError(f"--model has inputs {list(keras.input_names)} and outputs {list(keras.output_names)},"
+                                f" the .tflite file {list(x)} and {list(outputs)}; pass the model it was exported from")
+        reference = dict(zip(keras.output_names, keras_outputs(keras, [x[name] for name in keras.input_names])))
+        changes["agreement_by_output"] = {name: agreement(reference[name], y) for name, y in outputs.items()}
+        changes["agreement_reference"] = "keras"
+        kinds = output_kinds(keras, labels)
+    return dataclasses.replace(measurement, **changes), kinds
 
 
 def _predicted_latency(profile, keras, precision: str) -> tuple[float | None, str | None]:

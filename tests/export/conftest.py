@@ -36,7 +36,8 @@ def architectures(tiny_conv1d_model, mnist1d_sample):
     return {
         "conv1d": (tiny_conv1d_model, mnist1d_sample.x_train),
         "dscnn": (_trained(zoo.dscnn(width=32, blocks=2, input_shape=(20, 10, 1), classes=4), spectra,
-                           (spectra[:, :10].mean((1, 2, 3)) > 0).astype(int) + 2 * (spectra[:, :, :5].mean((1, 2, 3)) > 0),
+                           (spectra[:, :10].mean((1, 2, 3)) > 0).astype(int) + 2 * (spectra[:, :, :5].mean((1, 2,
+                                                                                                            3)) > 0),
                            2), spectra),
         "resnet": (_trained(zoo.resnet8(input_shape=(16, 16, 3), classes=4, widths=(8, 16, 16)), images, labels, 2),
                    images),

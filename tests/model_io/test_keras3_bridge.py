@@ -174,14 +174,14 @@ def test_merges_embedding_normalization_and_a_nested_sequential(k3, tmp_path, di
 
 
 def test_unsupported_layer_names_the_layer_and_class(k3, tmp_path):
-    inputs = k3.layers.Input((5, 3))
-    model = k3.Model(inputs, k3.layers.GRU(2, name="recurrent")(inputs))
-    path = tmp_path / "gru.keras"
+    inputs = k3.layers.Input((5, 6, 3))
+    model = k3.Model(inputs, k3.layers.ConvLSTM1D(2, 3, name="recurrent")(inputs))
+    path = tmp_path / "convlstm.keras"
     model.save(path)
     with pytest.raises(BadInputError) as info:
         load_model(path)
     message = str(info.value)
-    assert message.startswith(f"{path}: Keras 3 bridge failed for layer 'recurrent' (GRU)")
+    assert message.startswith(f"{path}: Keras 3 bridge failed for layer 'recurrent' (ConvLSTM1D)")
     assert "\n" not in message
 
 
@@ -273,8 +273,8 @@ def test_single_layer_translations(k3, diff, case):
 
 def test_unsupported_activation_is_named(k3):
     inputs = k3.Input((3,))
-    model = k3.Model(inputs, k3.layers.Dense(2, activation="hard_silu", name="gate")(inputs))
-    with pytest.raises(BadInputError, match=r"layer 'gate' \(Dense\): activation 'hard_silu' has no tf_keras"):
+    model = k3.Model(inputs, k3.layers.Dense(2, activation="log_sigmoid", name="gate")(inputs))
+    with pytest.raises(BadInputError, match=r"layer 'gate' \(Dense\): activation 'log_sigmoid' has no tf_keras"):
         bridge_keras3_model(model, "m.keras")
 
 

@@ -30,11 +30,14 @@ def _small_dense_int8():
 
 def test_bisected_arena_is_the_exact_minimum(arena, int8_bytes, mnist1d_sample):
     x = mnist1d_sample.x_test[:3]
-    assert arena.arena_bytes > 0 and arena.probes > 10
+    # the recording is verified by one probe after the first (large) one, no bisection from zero
+    assert arena.arena_bytes > 0 and arena.probes == 2
     # checked here in this process, independently of the child process that bisected
     assert tflm.predict(int8_bytes, x, arena_size=arena.arena_bytes).shape == (3, 10)
-    with pytest.raises(tflm.ArenaTooSmallError, match=f"{arena.arena_bytes - 1} byte arena"):
-        tflm.predict(int8_bytes, x, arena_size=arena.arena_bytes - 1)
+    # exact up to the arena buffer's alignment, which differs between processes (up to 15 bytes lost)
+    smaller = arena.arena_bytes - tflm.ARENA_ALIGNMENT_BYTES
+    with pytest.raises(tflm.ArenaTooSmallError, match=f"{smaller} byte arena"):
+        tflm.predict(int8_bytes, x, arena_size=smaller)
 
 
 def test_recording_is_a_lower_bound_equal_when_activations_dominate(arena):

@@ -1,0 +1,52 @@
+"""`inspect` of a .tflite file: everything read from the flatbuffer itself, the arena measured by TFLM."""
+
+from __future__ import annotations
+
+import os
+
+from edgekit.costmodel.analysis import Analysis
+from edgekit.costmodel.size import ArenaEstimate
+from edgekit.costmodel.tflite_costs import analyze_tflite
+from edgekit.errors import BadInputError, UnsupportedModelError
+from edgekit.ir.from_tflite import from_tflite
+
+TFLITE_FORMAT = "tflite"
+# Measuring bisects the arena in a child process, a few invokes per probe: keep it to models that load fast.
+MEASURE_ARENA_MAX_FILE_BYTES = 4 << 20
+
+
+def analyze_tflite_file(path) -> Analysis:
+    """Params, MACs, per-op table, op support and the TFLM arena of a .tflite file (never modified).
+
+    The arena is measured with TFLite Micro (edgekit.runners.tflm.measure_arena) when every op has a
+    TFLM kernel and the file is at most MEASURE_ARENA_MAX_FILE_BYTES; otherwise it is the greedy plan
+    of the activations alone.
+    """
+    label = os.fspath(path)
+    try:
+        with open(label, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise BadInputError(f"{label}: cannot read the file: {exc.strerror or exc}") from exc
+    name = os.path.splitext(os.path.basename(label))[0] or "model"
+    graph, facts = from_tflite(data, name=name, label=label)
+    analysis = analyze_tflite(graph, file_bytes=len(data), constant_bytes=facts.constant_bytes,
+                              n_tensors=facts.n_tensors, subgraph_ops=facts.subgraph_ops)
+    if analysis.unsupported["tflm"] or len(data) > MEASURE_ARENA_MAX_FILE_BYTES:
+        return analysis
+    arena = _measured_arena(data)
+    if arena is None:
+        return analysis
+    return analyze_tflite(graph, file_bytes=len(data), constant_bytes=facts.constant_bytes,
+                          n_tensors=facts.n_tensors, subgraph_ops=facts.subgraph_ops, arena=arena)
+
+
+def _measured_arena(data: bytes) -> ArenaEstimate | None:
+    from edgekit.runners.tflm import measure_arena
+
+    try:
+        measured = measure_arena(data)
+    except (BadInputError, UnsupportedModelError):
+        return None   # TFLM refuses the model: the table's op support says why; keep the planned estimate
+    return ArenaEstimate(measured.arena_bytes, measured.recorded_head_bytes,
+                         measured.arena_bytes - measured.recorded_head_bytes)
