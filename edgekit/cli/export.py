@@ -21,7 +21,9 @@ from edgekit.precisions import PRECISIONS
               "precision, else int8.")
 @click.option("--device", "-d", help="Device profile (name or YAML path); runtime tflm adds the C sources.")
 @click.option("--data", type=click.Path(), help="Samples (.npz x[,y] / .npy / image folder): int8 calibration, "
-              "--qat / --sparsity fine-tuning, and the conversion check (20% held out).")
+              "--qat / --sparsity fine-tuning, and the conversion check (20% held out). Several inputs or "
+              "outputs: an .npz with one array per input (its Keras name, or x0, x1, ...) and labels "
+              "y_<output name>.")
 @click.option("--int8-io/--float-io", "int8_io", default=None, help="int8 or float32 model inputs and outputs "
               "(int8 precision only; default int8 on TFLM devices, float elsewhere).")
 @click.option("--qat", is_flag=True, help="Quantization-aware fine-tune (tfmot) before the int8 conversion "
@@ -34,10 +36,17 @@ from edgekit.precisions import PRECISIONS
 @click.option("--strict", is_flag=True, help="Fail (exit 2, nothing written) when the conversion check fails.")
 @click.option("--min-agreement", type=float, default=0.98, show_default=True,
               help="Least top-1 agreement with the Keras model the check accepts.")
+@click.option("--no-memory-opt", "no_memory_opt", is_flag=True, help="TFLM devices: keep TFLM's own operator "
+              "order and memory planner and unshared quantisation vectors (by default edgekit shares repeated "
+              "vectors and stores its order and offline memory plan where TFLM measures a smaller arena with "
+              "bit-identical outputs).")
+@click.option("--memory-overlap", is_flag=True, help="TFLM devices: also let a layer's output overlap the input "
+              "that dies there. Off by default: it relies on the kernels writing in the reference kernels' "
+              "row order, checked only with TFLM's reference kernels, not CMSIS-NN or other optimised ones.")
 @click.option("--trust-model", is_flag=True, help="Allow code stored in the model (Lambda, custom layers) to run.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def command(model, out, precision, device, data, int8_io, qat, sparsity, sparse, epochs, strict, min_agreement,
-            trust_model, as_json) -> None:
+            no_memory_opt, memory_overlap, trust_model, as_json) -> None:
     """Convert MODEL to a TFLite file at --precision, check it against MODEL, and write it atomically.
 
     MODEL is never modified. With an MCU --device the flatbuffer is stripped of names and metadata and
@@ -48,7 +57,7 @@ def command(model, out, precision, device, data, int8_io, qat, sparsity, sparse,
 
     result = export(model, out, precision=precision, device=device, data=data, int8_io=int8_io, qat=qat,
                     epochs=epochs, sparsity=sparsity, sparse=sparse, strict=strict, min_top1=min_agreement,
-                    trust=trust_model)
+                    trust=trust_model, memory_opt=not no_memory_opt, memory_overlap=memory_overlap)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -63,6 +72,12 @@ def export_lines(result) -> list[str]:
     agree = f"top-1 agreement {check.top1_agreement:.2%}, " if check.top1_agreement is not None else ""
     lines.append(f"check vs Keras on {check.samples} {check.on} samples: {agree}max |error| {check.max_abs_error:.4g}, "
                  f"mean |error| {check.mean_abs_error:.4g} -> {'ok' if check.passed else 'BELOW THRESHOLD'}")
+    for o in check.outputs:
+        agree = f"top-1 agreement {o.top1_agreement:.2%}, " if o.top1_agreement is not None else ""
+        accuracy = (f"; accuracy Keras {o.keras_accuracy:.2%}, TFLite {o.tflite_accuracy:.2%}"
+                    if o.keras_accuracy is not None else "")
+        lines.append(f"  output {o.name} ({o.kind}): {agree}max |error| {o.max_abs_error:.4g}, mean |error| "
+                     f"{o.mean_abs_error:.4g} -> {'ok' if o.passed else 'BELOW THRESHOLD'}{accuracy}")
     if check.keras_accuracy is not None:
         lines.append(f"accuracy on held-out labels: input Keras model {check.keras_accuracy:.2%}, exported TFLite "
                      f"{check.tflite_accuracy:.2%}")
@@ -70,13 +85,31 @@ def export_lines(result) -> list[str]:
         mcu = result.mcu
         lines.append(f"TFLM: ops {', '.join(mcu.ops)}; arena {mcu.arena_bytes:,} bytes measured "
                      f"(recording {mcu.recorded_arena_bytes:,}), kTensorArenaSize {mcu.arena_constant_bytes:,}")
-        lines.append(f"flash: {mcu.strip.after.total_bytes:,} bytes = {mcu.strip.after.weight_bytes:,} weights + "
+        lines.append(f"flash after stripping: {mcu.strip.after.total_bytes:,} bytes = "
+                     f"{mcu.strip.after.weight_bytes:,} weights + "
                      f"{mcu.strip.after.overhead_bytes:,} overhead (was {mcu.strip.before.total_bytes:,} before "
                      f"dropping {', '.join(mcu.strip.removed[:3])} ...)")
+        lines += memory_lines(mcu)
         lines += [f"wrote {os.path.basename(path)}" for path in result.files[1:]]
     if result.sparsity is not None:
         lines.append(f"sparsity: {result.sparsity.summary}")
         lines += [f"  {note}" for note in result.sparsity.notes]
     lines += [f"warning: {w}" for w in result.warnings]
     lines += [f"note: {n}" for n in result.notes]
+    return lines
+
+
+def memory_lines(mcu) -> list[str]:
+    """The memory ladder: arena and flash before and after each step tried (measured in TFLM)."""
+    if mcu.memory is None:
+        return ["memory optimisation: off (--no-memory-opt)"]
+    lines = [(f"memory optimisation: {', '.join(mcu.memory.applied) or 'none applied'}; arena "
+              f"{mcu.memory.baseline_arena_bytes:,} -> {mcu.memory.arena_bytes:,} bytes")]
+    lines += [f"  vector sharing: {entry}" for entry in mcu.strip.removed if "now shared" in entry]
+    for step in mcu.memory.steps:
+        if step.applied:
+            lines.append(f"  {step.name}: arena {step.arena_before_bytes:,} -> {step.arena_after_bytes:,} bytes, "
+                         f"flash {step.flash_before_bytes:,} -> {step.flash_after_bytes:,} bytes")
+        else:
+            lines.append(f"  {step.name}: not applied ({step.why})")
     return lines

@@ -1,7 +1,8 @@
 """Peak activation memory: plan the buffers of the lowered graph (`edgekit.ir.lowering`) (pure).
 
 Two steps, each testable alone:
-1. `edgekit.ir.lowering.lower(graph)` predicts the converted TFLite graph: BatchNormalization folded into the conv before
+1. `edgekit.ir.lowering.lower(graph)` predicts the converted TFLite graph: BatchNormalization folded into the conv
+before
    it, ReLU/ReLU6 fused into the producing op, Dropout and friends removed, and every 1D spatial op
    (Conv1D, pooling 1D, ...) expanded to EXPAND_DIMS -> 2D op -> RESHAPE as the converter emits it.
    TFLite Micro does not alias RESHAPE/EXPAND_DIMS outputs, so those copies cost arena bytes.
@@ -9,9 +10,14 @@ Two steps, each testable alone:
    alive at the same time, largest first, as TFLite Micro's GreedyMemoryPlanner does; the peak is the
    highest end offset (TFLM's "head" section of the arena).
 
+`plan_offline(buffers)` is what edgekit stores in the model for TFLM instead (OfflineMemoryAllocation,
+edgekit.export.memory_plan): the best of several placement orders, then an exact branch and bound;
+`live_lower_bound` is the most bytes alive at one op, which no placement can beat. Operator order:
+edgekit.costmodel.schedule; outputs overlapping their dying input: edgekit.costmodel.overlap.
+
     >>> plan = plan_greedy([Buffer("a", 100, 0, 1), Buffer("b", 50, 1, 2), Buffer("c", 100, 2, 3)])
-    >>> plan.peak_bytes   # a and c never live together, so they share offset 0
-    160
+    >>> plan.peak_bytes   # a and c never live together, so they share offset 0 (b: 50 -> 64 aligned)
+    176
 """
 
 from __future__ import annotations
@@ -38,30 +44,127 @@ class MemoryPlan:
     buffers: tuple[Buffer, ...]
     offsets: dict[str, int]
     peak_bytes: int
+    proven_optimal: bool = False  # plan_offline: no placement of these buffers peaks lower
 
 
-def _aligned(n: int, alignment: int) -> int:
+def aligned_bytes(n: int, alignment: int = TFLM_ALIGNMENT) -> int:
+    """n rounded up to a multiple of alignment, as TFLM sizes every arena buffer."""
     return -(-n // alignment) * alignment
+
+
+_aligned = aligned_bytes
 
 
 def plan_greedy(buffers: list[Buffer], alignment: int = TFLM_ALIGNMENT) -> MemoryPlan:
     """Largest-first, lowest-offset placement of buffers whose lifetimes overlap."""
     order = sorted(buffers, key=lambda b: (-b.size_bytes, b.first_op))
+    offsets, peak = _first_fit(order, alignment)
+    return MemoryPlan(tuple(buffers), offsets, peak)
+
+
+def _overlap(a: Buffer, b: Buffer) -> bool:
+    return a.first_op <= b.last_op and b.first_op <= a.last_op
+
+
+def _first_fit(order: list[Buffer], alignment: int) -> tuple[dict[str, int], int]:
+    """Place buffers in the given order, each at the lowest offset free over its whole lifetime."""
     placed: list[tuple[int, int, Buffer]] = []  # (offset, aligned size, buffer)
     offsets: dict[str, int] = {}
     for buf in order:
         size = _aligned(buf.size_bytes, alignment)
-        live = sorted((off, sz) for off, sz, other in placed
-                      if other.first_op <= buf.last_op and buf.first_op <= other.last_op)
-        offset = 0
-        for off, sz in live:
-            if offset + size <= off:
-                break
-            offset = max(offset, off + sz)
+        offset = _lowest_free(buf, size, placed)
         placed.append((offset, size, buf))
         offsets[buf.name] = offset
-    peak = max((off + sz for off, sz, _ in placed), default=0)
-    return MemoryPlan(tuple(buffers), offsets, peak)
+    return offsets, max((off + sz for off, sz, _ in placed), default=0)
+
+
+def _lowest_free(buf: Buffer, size: int, placed) -> int:
+    offset = 0
+    for off, sz in sorted((off, sz) for off, sz, other in placed if _overlap(buf, other)):
+        if offset + size <= off:
+            break
+        offset = max(offset, off + sz)
+    return offset
+
+
+def live_lower_bound(buffers: list[Buffer], alignment: int = TFLM_ALIGNMENT) -> int:
+    """The most bytes alive at one op: no placement of these buffers can peak lower."""
+    steps = {b.first_op for b in buffers}
+    return max((sum(_aligned(b.size_bytes, alignment) for b in buffers if b.first_op <= step <= b.last_op)
+                for step in steps), default=0)
+
+
+# Orders tried before the exact search: TFLM's (largest first) and a few that suit chains and branches.
+_HEURISTIC_ORDERS = (
+    lambda b: (-b.size_bytes, b.first_op),
+    lambda b: (b.first_op, -b.size_bytes),
+    lambda b: (-(b.last_op - b.first_op), -b.size_bytes),
+    lambda b: (-b.size_bytes * (b.last_op - b.first_op + 1), b.first_op),
+    lambda b: (-b.last_op, -b.size_bytes),
+)
+SEARCH_NODE_BUDGET = 20_000
+
+
+def plan_offline(buffers: list[Buffer], alignment: int = TFLM_ALIGNMENT,
+                 node_budget: int = SEARCH_NODE_BUDGET) -> MemoryPlan:
+    """Offsets at least as good as TFLM's greedy plan: heuristics, then an exact branch and bound.
+
+    Every optimal placement is the first-fit placement of some buffer order (place the buffers of an
+    optimal plan in increasing offset order: none can land higher), so a search over orders with
+    first-fit is exact. It stops at `node_budget` nodes; `proven_optimal` says whether the result
+    reaches the live-bytes lower bound or the search finished.
+
+        >>> plan_offline([Buffer("a", 32, 0, 1), Buffer("b", 16, 1, 2), Buffer("c", 48, 2, 3)]).peak_bytes
+        64
+    """
+    buffers = list(buffers)
+    bound = live_lower_bound(buffers, alignment)
+    best_offsets, best_peak = _first_fit(sorted(buffers, key=_HEURISTIC_ORDERS[0]), alignment)
+    for key in _HEURISTIC_ORDERS[1:]:
+        if best_peak <= bound:
+            break
+        offsets, peak = _first_fit(sorted(buffers, key=key), alignment)
+        if peak < best_peak:
+            best_offsets, best_peak = offsets, peak
+    finished = best_peak <= bound
+    if not finished:
+        found, finished = _branch_and_bound(buffers, alignment, best_peak, bound, node_budget)
+        if found is not None:
+            best_offsets, best_peak = found
+    return MemoryPlan(tuple(buffers), best_offsets, best_peak, proven_optimal=finished or best_peak <= bound)
+
+
+def _branch_and_bound(buffers: list[Buffer], alignment: int, incumbent: int, bound: int, budget: int):
+    """((offsets, peak) better than incumbent or None, whether the search space was exhausted)."""
+    sizes = [_aligned(b.size_bytes, alignment) for b in buffers]
+    order = sorted(range(len(buffers)), key=lambda i: (-sizes[i], buffers[i].first_op))
+    best: list = [None, incumbent]
+    nodes = [0]
+    placed: list[tuple[int, int, Buffer]] = []
+
+    def visit(remaining: list[int], top: int) -> bool:  # False: budget exhausted
+        if not remaining:
+            best[0], best[1] = {p[2].name: p[0] for p in placed}, top
+            return True
+        for i in remaining:
+            nodes[0] += 1
+            if nodes[0] > budget:
+                return False
+            offset = _lowest_free(buffers[i], sizes[i], placed)
+            new_top = max(top, offset + sizes[i])
+            if new_top >= best[1]:
+                continue
+            placed.append((offset, sizes[i], buffers[i]))
+            complete = visit([j for j in remaining if j != i], new_top)
+            placed.pop()
+            if not complete:
+                return False
+            if best[1] <= bound:
+                return True
+        return True
+
+    exhausted = visit(order, 0)
+    return (None if best[0] is None else (best[0], best[1])), exhausted
 
 
 def activation_buffers(runtime: RuntimeGraph, bytes_per_element: int) -> list[Buffer]:

@@ -16,8 +16,13 @@ STRIP_BYTES_PER_TENSOR = 41
 STRIP_BYTES_PER_OP = 34
 
 
-def predicted_costs(analysis: Analysis, profile, precision: str | None = None) -> dict[str, tuple[float, str]]:
-    """budget key -> (estimate, basis) at `precision` (default: the profile's preferred one)."""
+def predicted_costs(analysis: Analysis, profile, precision: str | None = None,
+                    memory_opt: bool = True) -> dict[str, tuple[float, str]]:
+    """budget key -> (estimate, basis) at `precision` (default: the profile's preferred one).
+
+    memory_opt (tflm, int8): the arena with edgekit's operator order and offline memory plan, as `edgekit
+    export` and `fit` store them by default (no output overlap, which is opt-in).
+    """
     precision = precision or profile.precision_preferred
     size = analysis.tflite_bytes[precision]
     flash = size.flash_bytes
@@ -31,8 +36,11 @@ def predicted_costs(analysis: Analysis, profile, precision: str | None = None) -
         arena = analysis.tflm_arena.arena_bytes
         if precision != "int8":  # float kernels: 4-byte activations in the planned head, same persistent tail
             arena = analysis.tflm_arena.tail_bytes + analysis.peak_activation_bytes["float32"]
-        ram = arena + profile.cost_model.runtime_overhead_ram_bytes
         ram_basis = "predicted TFLM arena + runtime overhead"
+        if memory_opt and precision == "int8":
+            arena -= planned_arena_saving_bytes(analysis)
+            ram_basis = "predicted TFLM arena with edgekit's memory plan + runtime overhead"
+        ram = arena + profile.cost_model.runtime_overhead_ram_bytes
     else:
         act = analysis.peak_activation_bytes["int8" if precision == "int8" else "float32"]
         ram = act + profile.cost_model.runtime_overhead_ram_bytes
@@ -44,6 +52,21 @@ def predicted_costs(analysis: Analysis, profile, precision: str | None = None) -
         "latency_ms": (lat.latency_ms, f"cost model ({profile.name}, {precision})"),
         "energy_mj": (lat.energy_mj, "latency x active power"),
     }
+
+
+def planned_arena_saving_bytes(analysis: Analysis) -> int:
+    """Arena bytes edgekit's operator order + offline plan save over TFLM's greedy planner (int8 model).
+
+    Only the head (activations) shrinks; when the planner's bookkeeping floor sets the head instead
+    (thin models, edgekit.costmodel.size), nothing is saved.
+    """
+    from edgekit.costmodel.arena_plan import predict_planned_arena
+
+    estimate = analysis.tflm_arena
+    if estimate.arena_bytes - estimate.tail_bytes > estimate.head_bytes:
+        return 0
+    planned = predict_planned_arena(analysis.graph, overlap=False)
+    return max(0, planned.tflm_bytes - planned.peak_bytes)
 
 
 def check_budgets(analysis: Analysis, profile, budgets, precision: str | None = None) -> list[BudgetLine]:

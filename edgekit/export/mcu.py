@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgekit.errors import BadInputError, EdgekitError, UnsupportedModelError
+from edgekit.errors import EdgekitError, UnsupportedModelError
 from edgekit.export.strip import StripResult, strip_for_mcu
 from edgekit.ir.ops import TFLM_BUILTINS
 from edgekit.model_io.flatbuffer import op_sources, tflite_op_list
@@ -31,6 +31,7 @@ from edgekit.model_io.flatbuffer import op_sources, tflite_op_list
 ARENA_MARGIN_FRACTION = 0.10  # over the measured minimum: other TFLM versions, kernels with optimised scratch
 ARENA_MARGIN_MIN_BYTES = 512
 BYTES_PER_LINE = 12
+STRIP_CHECK_SAMPLES = 4  # run through TFLM before and after stripping; outputs must be bit-identical
 
 # MicroMutableOpResolver's Add* method per builtin op (tflite-micro micro_mutable_op_resolver.h).
 RESOLVER_METHODS = {
@@ -78,6 +79,7 @@ class McuExport:
     arena_constant_bytes: int    # kTensorArenaSize: measured + margin, rounded up to 16
     strip: StripResult
     notes: tuple[str, ...] = ()
+    memory: object | None = None  # edgekit.export.memory_plan.McuMemoryOptimisation when memory_plan
 
 
 # ----------------------------------------------------------------------------- op support
@@ -258,26 +260,40 @@ def arena_with_margin(arena_bytes: int) -> int:
 
 
 def build_mcu_sources(tflite_bytes: bytes, name: str = "model", keras_model=None,
-                      check_data: np.ndarray | None = None, strip: bool = True) -> McuExport:
+                      check_data: np.ndarray | None = None, strip: bool = True,
+                      memory_plan: bool = False, memory_overlap: bool = False,
+                      share_vectors: bool = True) -> McuExport:
     """Check ops, strip, measure the arena and write the TFLM sources (in memory; nothing touches disk).
 
     check_data: samples run through TFLM before and after stripping (random ones when None); the
     outputs must be identical or the unstripped model is kept (and a note says so).
+    memory_plan: store edgekit's operator order and offline memory plan when TFLM then needs a smaller
+    arena with identical outputs (edgekit.export.memory_plan.optimise_for_mcu); memory_overlap: also try
+    outputs overlapping their dying input (relies on the reference kernels' write order). share_vectors:
+    store repeated quantisation / shape vectors once while stripping (edgekit.export.strip).
     """
     from edgekit.runners import tflm
 
     ops = check_tflm_ops(tflite_bytes, keras_model)
     notes: list[str] = []
-    stripped = strip_for_mcu(tflite_bytes) if strip else None
+    stripped = strip_for_mcu(tflite_bytes, share=share_vectors) if strip else None
     model_bytes = stripped.tflite_bytes if stripped is not None else tflite_bytes
     if stripped is not None:
-        x = check_data if check_data is not None else _random_inputs(tflite_bytes)
-        before, after = tflm.predict(tflite_bytes, x), tflm.predict(model_bytes, x)
-        if not np.array_equal(before, after):
+        x = _check_inputs(tflite_bytes, check_data)
+        before = tflm.predict_named(tflite_bytes, x)
+        after = tflm.predict_named(model_bytes, x)
+        if not all(np.array_equal(a, b) for a, b in zip(before.values(), after.values())):
             notes.append("stripping changed TFLM's outputs: the unstripped model is exported")
             model_bytes, stripped = tflite_bytes, None
     if stripped is None:
         stripped = StripResult(model_bytes, *(2 * [_breakdown(model_bytes)]), ())
+    memory = None
+    if memory_plan:
+        from edgekit.export.memory_plan import optimise_for_mcu
+
+        memory = optimise_for_mcu(model_bytes, check_data, overlap=memory_overlap)
+        model_bytes = memory.tflite_bytes
+        notes.append(memory.note())
     arena = tflm.measure_arena(model_bytes)
     constant = arena_with_margin(arena.arena_bytes)
     header, source = model_data_sources(
@@ -287,7 +303,7 @@ def build_mcu_sources(tflite_bytes: bytes, name: str = "model", keras_model=None
     files = {f"{name}_data.h": header, f"{name}_data.cc": source,
              f"{name}_ops.h": op_resolver_header(ops, name), "main.cc": main_example(name)}
     return McuExport(model_bytes, files, ops, arena.arena_bytes, arena.recorded_total_bytes, constant,
-                     stripped, tuple(notes))
+                     stripped, tuple(notes), memory)
 
 
 def _breakdown(tflite_bytes: bytes):
@@ -296,13 +312,17 @@ def _breakdown(tflite_bytes: bytes):
     return size_breakdown(tflite_bytes)
 
 
-def _random_inputs(tflite_bytes: bytes, count: int = 8) -> np.ndarray:
+def _check_inputs(tflite_bytes: bytes, check_data) -> list[np.ndarray]:
+    """Up to STRIP_CHECK_SAMPLES samples per input: from check_data (an array, or a list / dict per
+    input), else standard-normal noise. Stripping changes no arithmetic, so a few samples show it; on a
+    large model every TFLM invoke takes seconds."""
+    from edgekit.runners.base import ordered_inputs
+
+    if check_data is not None:
+        return [x[:STRIP_CHECK_SAMPLES] for x in ordered_inputs(tflite_bytes, check_data)]
     from edgekit.model_io.flatbuffer import ints, read_model
 
-    model = read_model(tflite_bytes)
-    subgraph = model.subgraphs[0]
-    inputs = ints(subgraph.inputs)
-    if len(inputs) != 1:
-        raise BadInputError(f"MCU export handles single-input models; this one has {len(inputs)} inputs")
-    shape = ints(subgraph.tensors[inputs[0]].shape)
-    return np.random.default_rng(0).standard_normal((count, *shape[1:])).astype(np.float32)
+    subgraph = read_model(tflite_bytes).subgraphs[0]
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal((STRIP_CHECK_SAMPLES, *ints(subgraph.tensors[i].shape)[1:])).astype(np.float32)
+            for i in ints(subgraph.inputs)]

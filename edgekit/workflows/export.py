@@ -14,6 +14,7 @@ import numpy as np
 
 from edgekit.errors import BadInputError, UnsupportedModelError
 from edgekit.precisions import TFLM_PRECISIONS
+from edgekit.workflows.export_outputs import OutputCheck
 
 DEFAULT_MIN_TOP1 = 0.98            # top-1 agreement with the Keras model below which the check fails
 DEFAULT_MAX_RELATIVE_ERROR = 0.05  # regression / autoencoder outputs: mean |error| / largest |output|
@@ -34,6 +35,9 @@ class ConversionCheck:
     passed: bool
     keras_accuracy: float | None = None   # the user's model, before any --sparsity / --qat fine-tuning
     tflite_accuracy: float | None = None
+    # Models with several inputs or outputs: one check per output (in model.outputs order); the fields
+    # above are then the worst over outputs (largest errors, lowest top-1 over class heads).
+    outputs: tuple[OutputCheck, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class ExportResult:
                       "tflite_accuracy": check.tflite_accuracy},
             "warnings": list(self.warnings), "notes": list(self.notes),
         }
+        if check.outputs:
+            out["check"]["outputs"] = {o.name: o.to_dict() for o in check.outputs}
         if self.sparsity is not None:
             verdict = self.sparsity
             out["sparsity"] = {"summary": verdict.summary, "exploited_by": list(verdict.exploited_by),
@@ -75,29 +81,42 @@ class ExportResult:
         if self.mcu is not None:
             mcu = self.mcu
             out["mcu"] = {"ops": list(mcu.ops), "arena_bytes": mcu.arena_bytes,
-                          "arena_recorded_bytes": mcu.recorded_arena_bytes, "arena_constant_bytes": mcu.arena_constant_bytes,
-                          "weight_bytes": mcu.strip.after.weight_bytes, "overhead_bytes": mcu.strip.after.overhead_bytes,
-                          "unstripped_bytes": mcu.strip.before.total_bytes, "stripped": list(mcu.strip.removed)}
+                          "arena_recorded_bytes": mcu.recorded_arena_bytes,
+                          "arena_constant_bytes": mcu.arena_constant_bytes,
+                          "weight_bytes": mcu.strip.after.weight_bytes,
+                          "overhead_bytes": mcu.strip.after.overhead_bytes,
+                          "unstripped_bytes": mcu.strip.before.total_bytes, "stripped": list(mcu.strip.removed),
+                          "memory_optimisation": mcu.memory.to_dict() if mcu.memory is not None else None}
         return out
 
 
 def export(model_or_path, out: str | os.PathLike, precision: str | None = None, device: str | None = None,
            data=None, int8_io: bool | None = None, qat: bool = False, epochs: int = 2, sparsity: float | None = None,
            sparse: bool | None = None, strict: bool = False, min_top1: float = DEFAULT_MIN_TOP1,
-           trust: bool = False, seed: int = 0) -> ExportResult:
+           trust: bool = False, seed: int = 0, memory_opt: bool = True, memory_overlap: bool = False) -> ExportResult:
     """Convert a Keras model for a device, check it against Keras, write it (and MCU sources) atomically.
 
     precision: float32 | float16 | dynamic_int8 | int8 (default: the device's preferred, else int8).
     data: a path (.npz / .npy / image folder) or (x, y) arrays: calibration, fine-tuning and the check.
+    A model with several inputs or outputs takes an .npz (or a dict of arrays) with one array per input,
+    named after the Keras input or x0, x1, ... in model.inputs order, and labels y_<output name> (y for
+    a lone output), or (inputs, labels) with inputs a list / dict and labels a dict by output name; it
+    is calibrated per input and checked per output.
     qat: quantization-aware fine-tune (needs data) before an int8 conversion. sparsity: prune that share
     of the weights with tfmot first; sparse: use the converter's sparse weight encoding (default: when
     the model has sparse weights and the target is LiteRT). strict: raise when the check fails.
+    memory_opt (TFLM devices): share repeated quantisation vectors, then keep edgekit's operator order and
+    offline memory plan where TFLM proves them (smaller measured arena, bit-identical outputs).
+    memory_overlap: also try outputs overlapping their dying input (relies on the reference kernels'
+    write order, not verified against CMSIS-NN).
     """
     from edgekit.export import tflite
     from edgekit.export.sparse import gzip_bytes, is_sparse, sparsify_for_export, sparsity_verdict
     from edgekit.model_io import load_keras
     from edgekit.model_io.atomic import check_target, write_atomically
 
+    if memory_overlap and not memory_opt:
+        raise BadInputError("--memory-overlap is a memory optimisation step: drop --no-memory-opt or --memory-overlap")
     profile = optional_profile(device)
     runtime = profile.runtime if profile is not None else "litert"
     precision = _precision(precision, profile, qat)
@@ -109,10 +128,19 @@ def export(model_or_path, out: str | os.PathLike, precision: str | None = None, 
     target = check_target(out, protected)
     if not target.endswith(".tflite"):
         raise BadInputError(f"{out}: the output file must end in .tflite")
+    from pathlib import Path
+
+    from edgekit.model_io.outdir import probe_writable
+
+    # full disk / no permission: now, not after conversion
+    probe_writable(Path(os.path.dirname(target)), os.fspath(out))
     model, _ = load_keras(model_or_path, trust=trust)
     original = model
     train, val = _data(data, model)
     notes: list[str] = []
+    if (qat or sparsity is not None) and _several_io(model):
+        raise BadInputError(f"model {model.name!r} has {len(model.inputs)} inputs and {len(model.outputs)} outputs: "
+                            "--qat and --sparsity fine-tune single-input, single-output models only; drop them")
 
     if sparsity is not None:
         pruned = sparsify_for_export(model, sparsity, data=(train.x, train.y) if train is not None else None,
@@ -153,7 +181,8 @@ def export(model_or_path, out: str | os.PathLike, precision: str | None = None, 
 
         stem = os.path.splitext(os.path.basename(target))[0]
         mcu = build_mcu_sources(tflite_bytes, stem, keras_model=model,
-                                check_data=val.x[:32] if val is not None else None)
+                                check_data=_mcu_check_data(model, val), memory_plan=memory_opt,
+                                memory_overlap=memory_overlap, share_vectors=memory_opt)
         tflite_bytes = mcu.tflite_bytes
         directory = os.path.dirname(target)
         files[target] = tflite_bytes
@@ -195,9 +224,15 @@ def _precision(precision: str | None, profile, qat: bool) -> str:
 
 
 def _data(data, model):
-    """(train, val) Datasets from a path or (x, y), checked against the model's input; (None, None) without."""
+    """(train, val) Datasets from a path or (x, y), checked against the model's input; (None, None) without.
+
+    Several inputs or outputs: NamedSamples (see `export`'s data for the layout)."""
     if data is None:
         return None, None
+    if _several_io(model):
+        from edgekit.workflows.export_outputs import named_samples
+
+        return named_samples(data, model, CHECK_FRACTION)
     from edgekit.data import as_dataset, split
 
     dataset = as_dataset(data, model.input_shape)
@@ -216,6 +251,16 @@ def _check(original, converted_from, tflite_bytes: bytes, val, precision: str, m
     """TFLite outputs vs the Keras model they were converted from (QAT: the fake-quant model)."""
     from edgekit.runners.agreement import agreement
     from edgekit.runners.litert import predict
+
+    if _several_io(converted_from):
+        from edgekit.workflows.export_outputs import check_outputs
+
+        samples, on, checks = check_outputs(original, converted_from, tflite_bytes, val, min_top1,
+                                            DEFAULT_MAX_RELATIVE_ERROR, CHECK_SAMPLES, seed)
+        tops = [c.top1_agreement for c in checks if c.top1_agreement is not None]
+        return ConversionCheck(samples, on, max(c.max_abs_error for c in checks),
+                               max(c.mean_abs_error for c in checks), min(tops) if tops else None,
+                               "every output passes its own check", all(c.passed for c in checks), outputs=checks)
 
     if val is not None:
         x, y, on = val.x[:CHECK_SAMPLES], (val.y[:CHECK_SAMPLES] if val.y is not None else None), "data"
@@ -243,6 +288,23 @@ def _check(original, converted_from, tflite_bytes: bytes, val, precision: str, m
                            keras_accuracy, tflite_accuracy)
 
 
+def _several_io(model) -> bool:
+    return len(model.inputs) > 1 or len(model.outputs) > 1
+
+
+def _mcu_check_data(model, val):
+    if val is None:
+        return None
+    if _several_io(model):  # by name: the converter orders a flatbuffer's inputs its own way
+        return {name: x[:32] for name, x in zip(model.input_names, val.x)}
+    return val.x[:32]
+
+
 def _describe(check: ConversionCheck) -> str:
+    if check.outputs:
+        return "; ".join(f"output {o.name!r} {o.kind}: " + (
+            f"top-1 agreement {o.top1_agreement:.1%}, " if o.top1_agreement is not None else "")
+            + f"max |error| {o.max_abs_error:.3g}, mean {o.mean_abs_error:.3g} (needs {o.threshold})"
+            for o in check.outputs if not o.passed) + f" on {check.samples} samples"
     agree = f"top-1 agreement {check.top1_agreement:.1%}, " if check.top1_agreement is not None else ""
     return f"{agree}max |error| {check.max_abs_error:.3g} on {check.samples} samples (needs {check.threshold})"

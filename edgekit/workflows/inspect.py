@@ -9,7 +9,9 @@ from edgekit.costmodel.analysis import Analysis, analyze_graph
 from edgekit.costmodel.predict import check_budgets
 from edgekit.ir.from_keras import from_keras
 from edgekit.model_io import load_keras
+from edgekit.model_io.detect import is_tflite_file
 from edgekit.profiles import load_profile
+from edgekit.workflows.inspect_tflite import TFLITE_FORMAT, analyze_tflite_file
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,7 @@ class InspectResult:
     analysis: Analysis
     profile: object | None          # edgekit.profiles.DeviceProfile
     checks: tuple[BudgetLine, ...]
+    arena_steps: tuple = ()         # edgekit.export.memory_plan.ArenaStep: measured TFLM arena per optimisation
 
     @property
     def fits(self) -> bool | None:
@@ -58,23 +61,43 @@ class InspectResult:
                               for c in self.checks}
             out["predicted"] = {c.budget: c.predicted for c in self.checks}
             out["fits"] = self.fits
+        if self.arena_steps:
+            out["tflm_arena_measured"] = [vars(step) for step in self.arena_steps]
         return out
 
 
-def inspect(model_or_path, device: str | None = None, trust: bool = False, **budget_overrides) -> InspectResult:
+def inspect(model_or_path, device: str | None = None, trust: bool = False, measure_arena: bool = False,
+            **budget_overrides) -> InspectResult:
     """Analyse a model and, with a device, check each budget against its estimate.
 
     budget_overrides: max_flash, max_ram, max_latency_ms, max_energy_mj (strings with units or numbers).
+    measure_arena (TFLM devices): convert to int8 and measure TFLM's arena with TFLM's own plan and with
+    each of edgekit's memory optimisations (edgekit.export.memory_plan.optimise_arena); takes seconds.
     """
-    model, loaded = load_keras(model_or_path, trust=trust)
-    analysis = analyze_graph(from_keras(model))
+    if is_tflite_file(model_or_path):   # a converted model: read from the flatbuffer, nothing to convert
+        model, model_format, analysis = None, TFLITE_FORMAT, analyze_tflite_file(model_or_path)
+    else:
+        model, loaded = load_keras(model_or_path, trust=trust)
+        model_format = loaded.format if loaded is not None else None
+        analysis = analyze_graph(from_keras(model))
     profile = None
     checks: tuple[BudgetLine, ...] = ()
     if device is not None:
         profile = load_profile(device)
         budgets = resolve_budgets(profile, **budget_overrides)
         checks = tuple(check_budgets(analysis, profile, budgets))
+    steps = _measured_arena_steps(model) if measure_arena and model is not None and profile is not None \
+        and profile.runtime == "tflm" else ()
     return InspectResult(
-        model_path=str(model_or_path) if loaded is not None else None,
-        model_format=loaded.format if loaded is not None else None,
-        analysis=analysis, profile=profile, checks=checks)
+        model_path=str(model_or_path) if model_format is not None else None,
+        model_format=model_format,
+        analysis=analysis, profile=profile, checks=checks, arena_steps=steps)
+
+
+def _measured_arena_steps(model) -> tuple:
+    from edgekit.export.memory_plan import optimise_arena
+    from edgekit.export.strip import strip_for_mcu
+    from edgekit.export.tflite import convert
+
+    int8 = convert(model, "int8", int8_io=True).tflite_bytes  # synthetic calibration: sizes do not depend on it
+    return optimise_arena(strip_for_mcu(int8).tflite_bytes).steps

@@ -73,7 +73,8 @@ def test_c_array_compiles_with_gpp_and_holds_the_tflite_bytes(exported, tmp_path
     (tmp_path / "dump.cc").write_text(
         "#include <cstdint>\n#include <cstdio>\n#include \"teacher_data.h\"\n"
         "int main() {\n  std::fwrite(g_teacher_data, 1, g_teacher_data_len, stdout);\n"
-        "  return (reinterpret_cast<std::uintptr_t>(g_teacher_data) % 16 == 0 && kTeacherTensorArenaSize > 0) ? 0 : 3;\n}\n")
+        "  return (reinterpret_cast<std::uintptr_t>(g_teacher_data) % 16 == 0 && kTeacherTensorArenaSize > 0)"
+        " ? 0 : 3;\n}\n")
     binary = tmp_path / "dump"
     subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-o", str(binary), str(tmp_path / "dump.cc"),
                     str(tmp_path / "teacher_data.cc")], check=True, capture_output=True)
