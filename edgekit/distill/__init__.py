@@ -65,7 +65,8 @@ def distill(teacher, student, x_train, y_train=None, x_val=None, y_val=None, *, 
         patience: epochs without a better validation score before stopping (score: accuracy against the
             labels, else agreement with the teacher, ties broken by loss; val loss for regression).
         seed: seeds Python, NumPy and TF (tf_keras.utils.set_random_seed) and the shuffling.
-        verbose: 0 quiet, 1 Keras progress bar, 2 one line per epoch.
+        verbose: 0 quiet, 1 Keras progress bar, 2 one line per epoch, 3 one line per epoch with an ETA on
+            stderr (edgekit.distill.epoch_progress).
         task: 'auto', 'classification', 'binary' (sigmoid outputs) or 'regression'.
         lr_schedule: 'cosine' (decay over all epochs) or 'plateau' (halve on a val-loss plateau).
     Raises:

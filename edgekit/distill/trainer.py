@@ -176,8 +176,12 @@ def distill_models(teacher, student, x_train, y_train=None, x_val=None, y_val=No
     if lr_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5,
                                                            patience=max(1, patience // 2), verbose=0))
+    if verbose == 3:  # edgekit.distill.epoch_progress.EPOCH_LINES: one line per epoch with an ETA, on stderr
+        from edgekit.distill.epoch_progress import epoch_progress_callback
+
+        callbacks.append(epoch_progress_callback(epochs))
     history = distiller.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
-                            verbose=verbose)
+                            verbose=0 if verbose == 3 else verbose)
     final = distiller.evaluate(val_ds, verbose=0, return_dict=True)
     if keep_best.best_epoch == 0:
         notices.append("no epoch improved on the student's starting validation score; its weights are kept")
@@ -251,8 +255,11 @@ def _dataset(distiller: Distiller, x, y, batch_size: int, shuffle_seed: int | No
 
 
 def _teacher_logits(teacher_tap, x, batch_size: int = 256) -> np.ndarray:
-    return np.concatenate([np.asarray(_as_list(teacher_tap(x[i:i + batch_size], training=False))[0], np.float32)
-                           for i in range(0, len(x), batch_size)])
+    from edgekit.distill.teacher_cache import teacher_outputs  # reused inside shared_teacher_outputs()
+
+    return teacher_outputs(teacher_tap, x, lambda: np.concatenate(
+        [np.asarray(_as_list(teacher_tap(x[i:i + batch_size], training=False))[0], np.float32)
+         for i in range(0, len(x), batch_size)]))
 
 
 def _tap(model, feature_layers, task: str, role: str, probe):

@@ -101,7 +101,8 @@ def decide(model: str, graph: Graph, profile, budgets, candidates: Sequence[Cand
     chosen, reasons = _choose(candidates, order, options, baseline_accuracy)
     bases = {k: basis for k, (_, basis) in predicted_costs(analyze_graph(graph), profile, chosen.precision).items()}
     all_limits = budgets.as_dict() if hasattr(budgets, "as_dict") else dict(budgets)
-    lines = tuple(BudgetLine(k, all_limits.get(k), chosen.predicted[k], bases[k], margin=options.margin) for k in BUDGET_KEYS)
+    lines = tuple(BudgetLine(k, all_limits.get(k), chosen.predicted[k], bases[k],
+                             margin=options.margin) for k in BUDGET_KEYS)
     binding = min((b for b in lines if b.limit), key=lambda b: b.headroom, default=None)
     explanation = [_budget_summary(profile, limits, options.margin), *notes]
     students = [c for c in candidates if c.kind == "student"]
@@ -111,8 +112,9 @@ def decide(model: str, graph: Graph, profile, budgets, candidates: Sequence[Cand
                            + (" ..." if len(students) > 4 else ""))
     explanation += reasons
     if binding is not None:
-        explanation.append(f"binding budget: {binding.budget}: predicted {format_budget(binding.budget, binding.predicted)}"
-                           f" of {format_budget(binding.budget, binding.limit)} ({binding.headroom:.0%} headroom)")
+        explanation.append(f"binding budget: {binding.budget}: predicted "
+                           f"{format_budget(binding.budget, binding.predicted)} of "
+                           f"{format_budget(binding.budget, binding.limit)} ({binding.headroom:.0%} headroom)")
     metric = next((c.metric for c in candidates if c.metric), None)
     return Plan(model, profile.name, chosen, lines, binding.budget if binding else None, tuple(candidates),
                 tuple(explanation), options.margin, options.accuracy_tolerance, baseline_accuracy, metric)

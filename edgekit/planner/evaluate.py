@@ -118,6 +118,9 @@ def student_graphs(teacher, graph: Graph, *, mac_fractions: Sequence[float] = ST
         out.append((StudentSpec("drop_residual_blocks", f"the model without residual block(s) {', '.join(names)}",
                                 dropped_blocks=names), g))
     teacher_macs = analyze(graph).macs
+    if len(getattr(teacher, "outputs", ())) > 1:  # the reference families are one-head classifiers
+        notes.append(f"no reference-family students for a model with {len(teacher.outputs)} outputs")
+        mac_fractions = ()
     for fraction in mac_fractions:
         built = _family_spec(teacher, graph, max(1, int(teacher_macs * fraction)))
         if built is None:
@@ -165,14 +168,28 @@ class Evaluation:
 
 def evaluate_candidates(model, groups: ChannelGroups, candidates: Sequence[Candidate], train, val, *,
                         k: int = DEFAULT_EVAL_CANDIDATES, epochs: int = DEFAULT_EVAL_EPOCHS, batch_size: int = 64,
-                        seed: int = 0, progress: Callable[[str], None] | None = None) -> Evaluation:
+                        seed: int = 0, progress: Callable[[str], None] | None = None,
+                        score: Callable[[object], float] | None = None, metric: str | None = None,
+                        distill_task: str = "auto", train_student: Callable | None = None) -> Evaluation:
     """Fine-tune (pruned) or distil (students) the k most promising fitting candidates for `epochs` on
     train = (x, y or None) and record their metric on val; candidates of the same network at another
-    precision share the figure (it is measured on the float tf_keras model)."""
-    from edgekit.prune.training import evaluate, fine_tune
+    precision share the figure (it is measured on the float tf_keras model).
+
+    score: model -> its task metric on val, higher is better (edgekit.tasks; `metric` names it); None: top-1
+    accuracy for class labels, else MSE against y or the model's outputs. distill_task: the students' loss.
+    train_student: (teacher, candidate, train, val, epochs) -> None trains every candidate in place of
+    fine-tuning / `distill` (multi-output models: a loss per head).
+    """
+    from edgekit.prune.training import Metric, evaluate, fine_tune
 
     x_val, y_val = val
-    base = evaluate(model, x_val, y_val, teacher=model)
+
+    def measure(net) -> Metric:
+        if score is not None:  # the task's metric in place of accuracy / MSE
+            return Metric(metric or "task metric", float(score(net)))
+        return evaluate(net, x_val, y_val, teacher=model)
+
+    base = measure(model)
     results: dict[tuple, float] = {}
     picked = candidates_to_evaluate(candidates, k)
     for c in picked:
@@ -182,14 +199,16 @@ def evaluate_candidates(model, groups: ChannelGroups, candidates: Sequence[Candi
             results[c.architecture()] = base.value
             continue
         net = realize(model, groups, c)
-        if c.kind == "pruned":
+        if train_student is not None:
+            train_student(model, net, train, val, epochs)
+        elif c.kind == "pruned":
             fine_tune(net, *train, epochs=epochs, batch_size=batch_size, teacher=model, seed=seed)
         else:
             from edgekit.distill import distill
 
             distill(model, net, train[0], train[1], x_val, y_val, epochs=epochs, batch_size=batch_size, seed=seed,
-                    verbose=0)
-        results[c.architecture()] = evaluate(net, x_val, y_val, teacher=model).value
+                    verbose=0, task=distill_task)
+        results[c.architecture()] = measure(net).value
     out = tuple(with_accuracy(c, results[c.architecture()], base.name) if c.architecture() in results else c
                 for c in candidates)
     return Evaluation(out, base.value, base.name, len(picked))

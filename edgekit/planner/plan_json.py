@@ -38,7 +38,8 @@ def plan_from_dict(d: dict, source: str = "plan") -> Plan:
     if d.get("edgekit_plan") != FORMAT_VERSION:
         raise BadInputError(f"{source}: not an edgekit plan (format {FORMAT_VERSION}); make one with edgekit plan")
     try:
-        lines = tuple(BudgetLine(k, d["budgets"][k], d["predicted"][k], d["basis"][k], margin=d["margin"]) for k in BUDGET_KEYS)
+        lines = tuple(BudgetLine(k, d["budgets"][k], d["predicted"][k], d["basis"][k],
+                                 margin=d["margin"]) for k in BUDGET_KEYS)
         return Plan(d["model"], d["device"], candidate_from_dict(d["chosen"]), lines, d["binding_budget"],
                     tuple(candidate_from_dict(c) for c in d["candidates"]), tuple(d["explanation"]), d["margin"],
                     d.get("accuracy_tolerance"), d.get("baseline_accuracy"), d.get("metric"))

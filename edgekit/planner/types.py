@@ -1,6 +1,7 @@
 """The values the planner passes around: options, candidates, budget lines and the plan (pure).
 
-`edgekit.planner.search` makes them, `edgekit.planner.choice` chooses among candidates, `edgekit.planner.plan_json` writes them
+`edgekit.planner.search` makes them, `edgekit.planner.choice` chooses among candidates, `edgekit.planner.plan_json`
+writes them
 as JSON. Budget keys are `edgekit.budgets.BUDGET_KEYS`: flash_bytes, ram_bytes, latency_ms, energy_mj.
 """
 

@@ -43,7 +43,8 @@ def test_flash_budget_at_30_percent_forces_compression_and_everything_fits(teach
     teacher_before = (root / "teacher.h5").read_bytes()
     limit = int(0.3 * teacher_int8)
     out = tmp_path / "out"
-    result = _fit(root, out, "--device", "stm32l4r5", "--max-flash", str(limit))
+    # 8 epochs on 720 samples: allow the drop they cost (the accuracy budget is checked in test_fit_tasks.py)
+    result = _fit(root, out, "--device", "stm32l4r5", "--max-flash", str(limit), "--max-accuracy-drop", "0.5")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["status"] == "fits" and report["fits"] is True
@@ -68,7 +69,7 @@ def test_impossible_budget_exits_3_and_writes_no_model(teacher_files, tmp_path):
     result = _fit(root, out, "--device", "stm32l4r5", "--max-ram", "100B")
     assert result.exit_code == 3
     assert "ram_bytes" in result.output
-    files = sorted(p.name for p in out.iterdir())
+    files = sorted(p.name for p in out.iterdir() if p.name != ".edgekit-output.json")  # ownership marker
     assert files == ["report.html", "report.json", "report.md"]
     assert json.loads((out / "report.json").read_text())["status"] == "does_not_fit"
     assert not (tmp_path / "out.partial").exists()
@@ -87,8 +88,10 @@ def test_resume_continues_after_an_interrupted_run(teacher_files, tmp_path, monk
 
     root, teacher_int8 = teacher_files
     out = tmp_path / "out"
-    args = {"device": "pixel7", "data": str(root / "train.npz"), "val": str(root / "val.npz"), "out_dir": out, "epochs": 4,
-                "quiet": True, "max_flash": int(0.4 * teacher_int8)}
+    args = {"device": "pixel7", "data": str(root / "train.npz"), "val": str(root / "val.npz"), "out_dir": out,
+            "epochs": 4,
+                "quiet": True, "max_flash": int(0.4 * teacher_int8), "max_accuracy_drop": 0.5,
+            "reclaim_headroom": False}  # one round: the resumed stages are the delivered round's
     real_quantize = pipeline._quantize
 
     def interrupted(*a, **k):

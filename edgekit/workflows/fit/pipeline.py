@@ -1,111 +1,62 @@
-"""The stages of a fit, each resumable: its outputs live in the workspace and it records itself when done."""
+"""The stages of a fit, each resumable: its outputs live in the workspace and it records itself when done.
+
+A fit runs rounds (`_round`): plan -> compress -> quantize -> export -> measure, re-planned with a tighter
+margin while a measured figure breaks a device budget. The task's metric (edgekit.tasks) scores every round;
+edgekit.workflows.fit.attempts decides whether to walk back (accuracy lost) or re-plan upward (headroom).
+"""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, replace
-
-import numpy as np
+from dataclasses import replace
 
 from edgekit.errors import BadInputError, DoesNotFitError
-from edgekit.workflows.fit.progress import Progress
-from edgekit.workflows.fit.report import (
-    BudgetLine,
-    CandidateSummary,
-    FitResult,
-    LayerChannels,
-    to_html,
-    to_markdown,
+from edgekit.workflows.fit.attempts import (
+    Attempt,
+    Step,
+    accuracy_message,
+    headroom_step,
+    walk_back_steps,
 )
+from edgekit.workflows.fit.context import (
+    Context,
+    Data,
+    Measured,
+    Round,
+    load_fit_data,
+    predict_outputs,
+    score_outputs,
+    train_heads,
+)
+from edgekit.workflows.fit.outcome import (
+    FitDoesNotFitError,
+    build_result,
+    does_not_fit,
+    keep_round_files,
+    restore_round_files,
+    summaries,
+    write_reports,
+)
+from edgekit.workflows.fit.planning import plan_stage
+from edgekit.workflows.fit.progress import Progress
+from edgekit.workflows.fit.report import FitResult
 from edgekit.workflows.fit.workspace import Workspace, write_bytes, write_text
 
 REPORTS = ("report.json", "report.md", "report.html", "plan.json")
 CALIBRATION_SAMPLES = 300
 MAX_REPLANS = 3
+ROUND_FILES = ("model.tflite", "model.h5", "plan.json", "mcu")
+ROUND_STAGES = ("compress", "quantize", "export")
 
-
-class FitDoesNotFitError(DoesNotFitError):
-    """Nothing reachable fits; `result` is the report of the closest result (written to the output)."""
-
-    def __init__(self, message: str, result: FitResult) -> None:
-        super().__init__(message)
-        self.result = result
-
-
-@dataclass(frozen=True)
-class Data:
-    x_train: np.ndarray
-    y_train: np.ndarray | None
-    x_val: np.ndarray
-    y_val: np.ndarray | None
-
-
-@dataclass(frozen=True)
-class Measured:
-    flash_bytes: int
-    ram_bytes: int | None
-    ram_by: str | None
-    latency_ms: float | None
-    latency_by: str | None
-    host_latency_ms: float | None
-    arena_bytes: int | None
-
-
-# ------------------------------------------------------------------------------------------------ data
-
-
-def load_fit_data(data, val, model, seed: int) -> Data:
-    from edgekit.data import as_dataset, split
-
-    train = as_dataset(data, model.input_shape, "data")
-    if len(train.x) < 10:
-        raise BadInputError(f"{getattr(train, 'source', 'data')}: only {len(train.x)} samples; fit needs at least "
-                            "a few hundred to calibrate and retrain")
-    if val is not None:
-        held = as_dataset(val, model.input_shape, "val")
-    else:
-        train, held = split(train, seed=seed)
-    return Data(train.x, train.y, held.x, held.y)
-
-
-def metric(outputs: np.ndarray, labels: np.ndarray | None, teacher_outputs: np.ndarray) -> float:
-    """Top-1 accuracy against labels, or top-1 agreement with the teacher when there are none."""
-    reference = labels if labels is not None else np.argmax(teacher_outputs, axis=-1)
-    reference = np.asarray(reference).reshape(-1)
-    if reference.ndim == 1 and outputs.ndim > 1 and outputs.shape[-1] > 1:
-        return float(np.mean(np.argmax(outputs, axis=-1) == reference))
-    raise BadInputError("edgekit fit currently scores classifiers (one output with a class axis); this model's "
-                        f"output has shape {outputs.shape[1:]}: use edgekit plan / prune / distill directly")
+__all__ = ["Data", "FitDoesNotFitError", "Measured", "load_fit_data", "run"]
 
 
 # ----------------------------------------------------------------------------------------------- stages
 
 
-def _plan(model, data: Data, options, workspace: Workspace, progress: Progress, margin: float):
-    from edgekit.planner.plan_json import read_plan
-    from edgekit.workflows.plan import plan
-
-    path = workspace.path("plan.json")
-    stage = f"plan@{margin:.3f}"
-    if workspace.is_done(stage):
-        progress.skipped("plan", "resumed from the earlier run")
-        return read_plan(path)
-    with progress.stage("plan", f"searching precision x channels x students for {options.device} "
-                                f"(plan to {100 * margin:.0f}% of each budget)") as note:
-        result = plan(model, options.device, data=(data.x_train, data.y_train), val_data=(data.x_val, data.y_val),
-                      margin=margin, accuracy_tolerance=options.max_accuracy_drop,
-                      evaluate=options.evaluate_candidates, epochs=options.plan_epochs,
-                      batch_size=options.batch_size, seed=options.seed, progress=progress.say,
-                      **options.budget_overrides())
-        write_text(path, json.dumps(result.to_dict(), indent=2))
-        note.append(f"chose {result.chosen.kind}: {result.chosen.description} at {result.chosen.precision}")
-    workspace.record(stage)
-    return result
-
-
-def _compress(teacher, plan, data: Data, options, workspace: Workspace, progress: Progress):
+def _compress(ctx: Context, plan, epochs: int):
     from edgekit.model_io import load_model, save_model
 
+    teacher, data, progress, workspace, options = ctx.teacher, ctx.data, ctx.progress, ctx.workspace, ctx.options
     path = workspace.path("model.h5")
     if workspace.is_done("compress"):
         progress.skipped("compress", "resumed from the earlier run")
@@ -123,11 +74,15 @@ def _compress(teacher, plan, data: Data, options, workspace: Workspace, progress
     from edgekit.planner.evaluate import realize
 
     with progress.stage("compress", f"building {chosen.kind} candidate, then distilling from the original "
-                                    f"({options.epochs} epochs max)") as note:
+                                    f"({epochs} epochs max, {ctx.task.distill_task} loss)") as note:
         student = realize(teacher, build_groups(from_keras(teacher)), chosen)
-        result = distill(teacher, student, data.x_train, data.y_train, data.x_val, data.y_val,
-                         epochs=options.epochs, batch_size=options.batch_size, seed=options.seed,
-                         patience=options.epochs, verbose=progress.keras_verbose)
+        labels = ctx.task.training_labels
+        if len(ctx.task.heads) > 1:
+            result = train_heads(ctx, teacher, student, epochs, verbose=progress.keras_verbose)
+        else:
+            result = distill(teacher, student, data.x_train, labels(data.y_train), data.x_val, labels(data.y_val),
+                             epochs=epochs, batch_size=options.batch_size, seed=options.seed, patience=epochs,
+                             verbose=progress.keras_verbose, task=ctx.task.distill_task)
         # patience = epochs: the cosine schedule decays over every epoch and the best epoch is restored anyway
         student = result.student
         save_model(student, path)
@@ -136,12 +91,11 @@ def _compress(teacher, plan, data: Data, options, workspace: Workspace, progress
     return student
 
 
-def _quantize(teacher, student, plan, profile, data: Data, options, workspace: Workspace, progress: Progress,
-              teacher_val_outputs: np.ndarray) -> tuple[bytes, float, float, list[str]]:
-    """Post-training quantisation at the plan's precision; QAT when int8 loses more than the tolerance."""
+def _quantize(ctx: Context, student, plan) -> tuple[bytes, float, float, list[str]]:
+    """Post-training quantisation at the plan's precision; QAT when int8 costs the accuracy budget."""
     from edgekit.export.tflite import convert
-    from edgekit.runners.litert import predict
 
+    data, progress, workspace, options = ctx.data, ctx.progress, ctx.workspace, ctx.options
     path = workspace.path("model.tflite")
     if workspace.is_done("quantize"):
         progress.skipped("quantize", "resumed from the earlier run")
@@ -149,22 +103,38 @@ def _quantize(teacher, student, plan, profile, data: Data, options, workspace: W
         return path.read_bytes(), info["float_accuracy"], info["accuracy"], info["notes"]
     precision = plan.chosen.precision
     notes: list[str] = []
+    metric = ctx.task.metric
     with progress.stage("quantize", f"converting to {precision} TFLite, calibrated on the training data") as note:
         calibration = data.x_train[:CALIBRATION_SAMPLES]
-        float_acc = metric(student.predict(data.x_val, verbose=0), data.y_val, teacher_val_outputs)
+        float_acc = score_outputs(ctx, student.predict(data.x_val, verbose=0))
         # MCU firmware feeds int8 tensors: int8 input/output there (as `edgekit export` does), which also
         # keeps the float copies of input and output out of the TFLM arena
-        int8_io = profile.runtime == "tflm" and precision == "int8"
+        int8_io = ctx.profile.runtime == "tflm" and precision == "int8"
         tflite = convert(student, precision, representative_data=calibration, int8_io=int8_io).tflite_bytes
-        acc = metric(predict(tflite, data.x_val), data.y_val, teacher_val_outputs)
-        note.append(f"{precision}: accuracy {acc:.4f} (float {float_acc:.4f})")
-        if precision == "int8" and float_acc - acc > options.max_accuracy_drop:
-            qat = _qat(student, data, options, progress)
-            if qat is not None:
-                qat_bytes = convert(qat, "int8", representative_data=calibration, int8_io=int8_io).tflite_bytes
-                qat_acc = metric(predict(qat_bytes, data.x_val), data.y_val, teacher_val_outputs)
-                notes.append(f"post-training int8 lost {100 * (float_acc - acc):.2f} points; quantisation-aware "
-                             f"training gave {qat_acc:.4f}")
+        score = ctx.task.score(predict_outputs(ctx, tflite, data.x_val), data.y_val, ctx.teacher_val, data.x_val)
+        acc = score.value
+        if score.details:
+            notes.append(f"{precision} model, {score.metric}: {acc:.4f}; "
+                         + ", ".join(f"{k} {v:.4f}" for k, v in score.details.items()))
+        note.append(f"{precision}: {metric} {acc:.4f} (float {float_acc:.4f})")
+        over_budget = ctx.teacher_score - acc > options.max_accuracy_drop
+        lossy = precision == "int8" and float_acc > acc and (over_budget or float_acc - acc > options.max_accuracy_drop)
+        if lossy and len(ctx.task.heads) > 1:
+            notes.append(f"post-training int8 lost {float_acc - acc:.4f} {metric}; QAT is not tried on "
+                         "multi-output models (edgekit's QAT fine-tunes one output)")
+        elif lossy:
+            qat = _qat(ctx, student)
+            try:
+                qat_bytes = None if qat is None else convert(qat, "int8", representative_data=calibration,
+                                                             int8_io=int8_io).tflite_bytes
+            except Exception as err:  # noqa: BLE001 - QAT is an optional improvement: keep the working PTQ model
+                notes.append(f"the quantisation-aware model could not be converted ({type(err).__name__}: "
+                             f"{str(err)[:120]}); kept post-training int8")
+                qat_bytes = None
+            if qat_bytes is not None:
+                qat_acc = score_outputs(ctx, predict_outputs(ctx, qat_bytes, data.x_val))
+                notes.append(f"post-training int8 lost {float_acc - acc:.4f} {metric}; quantisation-aware "
+                             f"training gave {qat_acc:.4f}" + (" (kept)" if qat_acc > acc else " (not kept)"))
                 if qat_acc > acc:
                     tflite, acc = qat_bytes, qat_acc
         write_bytes(path, tflite)
@@ -172,16 +142,17 @@ def _quantize(teacher, student, plan, profile, data: Data, options, workspace: W
     return tflite, float_acc, acc, notes
 
 
-def _qat(student, data: Data, options, progress: Progress):
+def _qat(ctx: Context, student):
     from edgekit.errors import UnsupportedModelError
     from edgekit.export.qat import quantize_aware
 
-    progress.say("quantize: int8 lost more than the tolerance: quantisation-aware fine-tuning")
+    ctx.progress.say("quantize: int8 lost accuracy the budget cannot spare: quantisation-aware fine-tuning")
     try:
-        return quantize_aware(student, data.x_train, data.y_train, epochs=max(2, options.epochs // 5),
-                              batch_size=options.batch_size, seed=options.seed).model
+        return quantize_aware(student, ctx.data.x_train, ctx.task.training_labels(ctx.data.y_train),
+                              epochs=max(2, ctx.options.epochs // 5), batch_size=ctx.options.batch_size,
+                              seed=ctx.options.seed).model
     except UnsupportedModelError as err:
-        progress.say(f"quantize: QAT not possible ({err}); keeping post-training int8")
+        ctx.progress.say(f"quantize: QAT not possible ({err}); keeping post-training int8")
         return None
 
 
@@ -197,7 +168,9 @@ def _export(tflite: bytes, profile, student, data: Data, workspace: Workspace,
     from edgekit.export.mcu import build_mcu_sources
 
     with progress.stage("export", "checking TFLM ops, stripping names/metadata, writing C sources") as note:
-        mcu = build_mcu_sources(tflite, "model", keras_model=student, check_data=data.x_val[:16])
+        # the same memory default as `edgekit export` (no overlap: unverified on CMSIS-NN)
+        mcu = build_mcu_sources(tflite, "model", keras_model=student, check_data=data.x_val[:16],
+                                memory_plan=True, memory_overlap=False)
         write_bytes(workspace.path("model.tflite"), mcu.tflite_bytes)
         folder = workspace.path("mcu")
         folder.mkdir(exist_ok=True)
@@ -205,11 +178,12 @@ def _export(tflite: bytes, profile, student, data: Data, workspace: Workspace,
             write_text(folder / name, text)
         note.append(f"{len(tflite):,} -> {len(mcu.tflite_bytes):,} bytes; arena {mcu.arena_bytes:,} B "
                     f"(constant {mcu.arena_constant_bytes:,} B with margin)")
-    workspace.record("export", {"arena_bytes": mcu.arena_bytes})
+        note.append(mcu.memory.note())
+    workspace.record("export", {"arena_bytes": mcu.arena_bytes, "notes": [mcu.memory.note()]})
     return mcu.tflite_bytes, names, mcu.arena_bytes
 
 
-def _measure(tflite: bytes, profile, arena: int | None, progress: Progress, options=None) -> Measured:
+def _measure(tflite: bytes, profile, arena: int | None, progress: Progress, options=None, heads: int = 1) -> Measured:
     from edgekit.runners.litert import LiteRTRunner
 
     phone = None
@@ -227,72 +201,162 @@ def _measure(tflite: bytes, profile, arena: int | None, progress: Progress, opti
     with progress.stage("measure", "timing the exported model in LiteRT on this host") as note:
         if arena is not None:
             note.append(f"TFLM arena {arena:,} B (smallest that runs, bisected)")
-        host = LiteRTRunner(threads=1, warmup=5, runs=100).run(tflite)
-        note.append(f"host p50 {host.latency_ms_p50:.3f} ms")
+        host_ms = None
+        if heads == 1:  # the LiteRT timing runner takes one output
+            host_ms = LiteRTRunner(threads=1, warmup=5, runs=100).run(tflite).latency_ms_p50
+            note.append(f"host p50 {host_ms:.3f} ms")
+        else:
+            note.append(f"{heads} outputs: host timing skipped (the LiteRT runner times one-output models)")
     ram = arena + profile.cost_model.runtime_overhead_ram_bytes if arena is not None else None
     latency, latency_by = None, None
-    if profile.kind == "host":
-        latency, latency_by = host.latency_ms_p50, "LiteRT on this host (p50)"
+    if profile.kind == "host" and host_ms is not None:
+        latency, latency_by = host_ms, "LiteRT on this host (p50)"
     if phone is not None:
         latency = phone.latency_ms_p50 if phone.latency_ms_p50 is not None else phone.latency_ms_mean
         latency_by = f"adb benchmark_model on {phone.device} ({'p50' if phone.latency_ms_p50 else 'mean'})"
     return Measured(
         flash_bytes=len(tflite), ram_bytes=ram,
         ram_by=("TFLM arena (bisected) + profile runtime overhead" if arena is not None else None),
-        latency_ms=latency, latency_by=latency_by, host_latency_ms=host.latency_ms_p50, arena_bytes=arena)
+        latency_ms=latency, latency_by=latency_by, host_latency_ms=host_ms, arena_bytes=arena)
 
 
 # ------------------------------------------------------------------------------------------------- run
 
 
-def run(model_or_path, data_arg, val_arg, options, workspace: Workspace, progress: Progress) -> FitResult:
+def _load(model_or_path, data_arg, val_arg, options, workspace, progress) -> tuple[Context, str]:
     from edgekit.budgets import resolve_budgets
     from edgekit.model_io import load_keras
     from edgekit.profiles import load_profile
+    from edgekit.tasks import detect_task, heads_of, load_metric
 
     with progress.stage("load", "reading the model, the device profile and the data") as note:
         profile = load_profile(options.device)
         budgets = resolve_budgets(profile, **options.budget_overrides())
+        custom = load_metric(options.metric) if options.metric else None
         teacher, loaded = load_keras(model_or_path, trust=options.trust)
         data = load_fit_data(data_arg, val_arg, teacher, options.seed)
         teacher_val = teacher.predict(data.x_val, verbose=0)
-        teacher_acc = metric(teacher_val, data.y_val, teacher_val)
-        note.append(f"{len(data.x_train)} train / {len(data.x_val)} val samples; teacher accuracy {teacher_acc:.4f}")
+        task = detect_task(heads_of(teacher, teacher_val), tuple(data.x_val.shape[1:]), data.y_val, teacher_val,
+                           override=options.task, custom=custom)
+        teacher_score = task.score(teacher_val, data.y_val, teacher_val, data.x_val)
+        note.append(f"{len(data.x_train)} train / {len(data.x_val)} val samples; task {task.name} ({task.why}); "
+                    f"teacher {teacher_score.metric} {teacher_score.value:.4f}")
     model_name = str(model_or_path) if loaded is not None else teacher.name
-    limits = budgets.as_dict()
-    margin = options.margin
-    last = None
-    for round_ in range(MAX_REPLANS + 1):
-        try:
-            plan = _plan(teacher, data, options, workspace, progress, margin)
-        except DoesNotFitError as err:
-            return _does_not_fit(model_name, profile, limits, str(err), last, teacher_acc, workspace, progress)
-        student = _compress(teacher, plan, data, options, workspace, progress)
-        tflite, _float_acc, acc, q_notes = _quantize(teacher, student, plan, profile, data, options, workspace, progress,
-                                                    teacher_val)
-        tflite, deliverables, arena = _export(tflite, profile, student, data, workspace, progress)
-        measured = _measure(tflite, profile, arena, progress, options)
-        last = (plan, measured, acc)
-        over = _over_budget(measured, limits)
-        if not over:
+    ctx = Context(teacher, task, data, profile, budgets.as_dict(), options, workspace, progress, teacher_val,
+                  teacher_score.value)
+    return ctx, model_name
+
+
+def _round(ctx: Context, step: Step, number: int) -> Round:
+    """One attempt: plan at the step's margin, compress, quantise, export, measure; while a measured figure
+    breaks a device budget, re-plan with a tighter margin (at most MAX_REPLANS times)."""
+    margin = step.margin
+    if number > 1:
+        for stage in [s for s in ctx.workspace.done if s.startswith("plan@") or s in ROUND_STAGES]:
+            ctx.workspace.done.pop(stage, None)
+    for replan in range(MAX_REPLANS + 1):
+        plan = plan_stage(ctx, margin)
+        if step.higher_precision:
+            plan = _at_higher_precision(ctx, plan)
+        student = _compress(ctx, plan, step.epochs)
+        tflite, _float_score, score, q_notes = _quantize(ctx, student, plan)
+        tflite, deliverables, arena = _export(tflite, ctx.profile, student, ctx.data, ctx.workspace, ctx.progress)
+        q_notes = [*q_notes, *ctx.workspace.info("export").get("notes", [])]  # memory optimisation applied
+        measured = _measure(tflite, ctx.profile, arena, ctx.progress, ctx.options, len(ctx.task.heads))
+        over = _over_budget(measured, ctx.limits)
+        if not over or replan == MAX_REPLANS:
             break
-        worst = max(over.values())
-        if round_ == MAX_REPLANS:
-            return _does_not_fit(model_name, profile, limits,
-                                 f"measured {', '.join(over)} over budget after {MAX_REPLANS} re-plans", last,
-                                 teacher_acc, workspace, progress)
-        margin = margin / worst * 0.97
-        progress.say(f"measured {', '.join(f'{k} at {100 * v:.0f}% of budget' for k, v in over.items())}: "
-                     f"re-planning with margin {100 * margin:.0f}%")
-        for stage in ("compress", "quantize", "export"):
-            workspace.done.pop(stage, None)
-    plan, measured, acc = last
-    result = _result(model_name, profile, plan, measured, teacher_acc, acc, limits, progress,
-                     status="already_fits" if plan.chosen.kind == "original" else "fits",
-                     notes=(*plan.explanation, *q_notes))
-    result = replace(result, artifacts={n: str(workspace.out_dir / n) for n in (*deliverables, "model.h5", *REPORTS)})
-    _write_reports(result, workspace)
-    workspace.publish([*deliverables, "model.h5", *REPORTS])
+        margin = margin / max(over.values()) * 0.97
+        ctx.progress.say(f"measured {', '.join(f'{k} at {100 * v:.0f}% of budget' for k, v in over.items())}: "
+                         f"re-planning with margin {100 * margin:.0f}%")
+        for stage in ROUND_STAGES:
+            ctx.workspace.done.pop(stage, None)
+    chosen = plan.chosen
+    attempt = Attempt(number, step.reason, chosen.description, chosen.kind, chosen.precision, margin, step.epochs,
+                      measured.as_dict(), {k: v for k, v in ctx.limits.items() if v}, score, ctx.teacher_score,
+                      ctx.options.max_accuracy_drop, not over, tuple(q_notes))
+    keep_round_files(ctx.workspace, number, ROUND_FILES)
+    ctx.progress.say(f"attempt {number}: {ctx.task.metric} {score:.4f} vs teacher {ctx.teacher_score:.4f} "
+                     f"(drop {attempt.drop:+.4f}, allowed {ctx.options.max_accuracy_drop:g}); "
+                     f"{'fits the device' if attempt.fits_device else 'over a device budget'}")
+    return Round(attempt, plan, measured, tuple(deliverables), tuple(q_notes))
+
+
+def _at_higher_precision(ctx: Context, plan):
+    """The plan with its network at the next precision (profile order) at which it still fits, if any."""
+    from edgekit.planner.search import precision_order
+
+    order = precision_order(ctx.profile)
+    chosen = plan.chosen
+    rank = order.index(chosen.precision) if chosen.precision in order else len(order)
+    same = [c for c in plan.candidates if c.architecture() == chosen.architecture() and c.fits
+            and c.precision in order[rank + 1:]]
+    if not same:
+        raise DoesNotFitError(f"no precision above {chosen.precision} fits the budgets for this network")
+    return replace(plan, chosen=min(same, key=lambda c: order.index(c.precision)))
+
+
+def run(model_or_path, data_arg, val_arg, options, workspace: Workspace, progress: Progress) -> FitResult:
+    ctx, model_name = _load(model_or_path, data_arg, val_arg, options, workspace, progress)
+    metric = ctx.task.metric
+    first = Step("the plan's choice", options.margin, options.epochs)
+    rounds: list[Round] = []
+    try:
+        rounds.append(_round(ctx, first, 1))
+    except DoesNotFitError as err:
+        return does_not_fit(model_name, ctx.profile, ctx.limits, str(err), None, ctx.teacher_score, workspace,
+                            progress, ctx.task)
+    if not rounds[0].attempt.ok and rounds[0].attempt.fits_device:
+        for step in walk_back_steps(first, options.accuracy_attempts, rounds[0].attempt.kind):
+            progress.say(f"accuracy: {metric} dropped {rounds[-1].attempt.drop:.4f} > "
+                         f"{options.max_accuracy_drop:g}: walking back: {step.reason}")
+            try:
+                rounds.append(_round(ctx, step, len(rounds) + 1))
+            except DoesNotFitError as err:
+                progress.say(f"walk-back stopped: {err}")
+                break
+            if rounds[-1].attempt.ok:
+                break
+    good = [r for r in rounds if r.attempt.ok]
+    if not good:
+        attempts = [r.attempt for r in rounds]
+        fitting = [r for r in rounds if r.attempt.fits_device]
+        closest = max(fitting, key=lambda r: r.attempt.score) if fitting else rounds[-1]
+        message = (accuracy_message(attempts, metric) if fitting else
+                   f"measured {', '.join(k for k, v in _over_budget(closest.measured, ctx.limits).items())} over "
+                   f"budget after {MAX_REPLANS} re-plans")
+        return does_not_fit(model_name, ctx.profile, ctx.limits, message,
+                            (closest.plan, closest.measured, closest.attempt.score), ctx.teacher_score, workspace,
+                            progress, ctx.task, attempts, binding="accuracy" if fitting else None)
+    chosen = good[-1]
+    step = headroom_step(chosen.attempt) if options.reclaim_headroom else None
+    if step is not None:
+        progress.say(f"{step.reason}: one more round to use it")
+        try:
+            rounds.append(_round(ctx, step, len(rounds) + 1))
+            better = rounds[-1].attempt.ok and rounds[-1].attempt.score > chosen.attempt.score
+            chosen = rounds[-1] if better else chosen
+        except DoesNotFitError as err:
+            progress.say(f"headroom round found nothing that fits ({err}); keeping attempt {chosen.attempt.number}")
+    restore_round_files(workspace, chosen.attempt.number, ROUND_FILES)
+    return _deliver(ctx, model_name, chosen, rounds)
+
+
+def _deliver(ctx: Context, model_name: str, chosen: Round, rounds: list[Round]) -> FitResult:
+    from edgekit.workflows.fit.explain import explain
+
+    workspace, plan = ctx.workspace, chosen.plan
+    attempts = [r.attempt for r in rounds]
+    result = build_result(model_name, ctx.profile, plan, chosen.measured, ctx.teacher_score, chosen.attempt.score,
+                          ctx.limits, ctx.progress, "already_fits" if plan.chosen.kind == "original" else "fits",
+                          (*plan.explanation, *chosen.notes), ctx.task.metric)
+    names = (*chosen.deliverables, "model.h5", *REPORTS)
+    result = replace(result, artifacts={n: str(workspace.out_dir / n) for n in names}, task=ctx.task.name,
+                     max_accuracy_drop=ctx.options.max_accuracy_drop,
+                     explanation=explain(chosen.attempt, attempts, ctx.task, ctx.profile.name),
+                     attempts=summaries(attempts, chosen.attempt.number))
+    write_reports(result, workspace)
+    workspace.publish(list(dict.fromkeys(names)))
     workspace.discard()
     return result
 
@@ -306,54 +370,3 @@ def _over_budget(measured: Measured, limits: dict) -> dict[str, float]:
         if value is not None and limit and value > limit:
             out[key] = value / limit
     return out
-
-
-def _channels(plan) -> tuple[LayerChannels, ...]:
-    return tuple(LayerChannels(w.name, w.channels_before, w.channels_after) for w in plan.chosen.layers
-                 if w.channels_before is not None)
-
-
-def _result(model_name, profile, plan, measured: Measured | None, teacher_acc, acc, limits, progress, status,
-            notes) -> FitResult:
-    predicted = dict(plan.chosen.predicted)
-    m = {"flash_bytes": (measured.flash_bytes, "exported .tflite size") if measured else (None, None),
-         "ram_bytes": (measured.ram_bytes, measured.ram_by) if measured else (None, None),
-         "latency_ms": (measured.latency_ms, measured.latency_by) if measured else (None, None),
-         "energy_mj": (None, None)}
-    lines = tuple(BudgetLine(k, limits.get(k), predicted.get(k), measured=m[k][0], measured_by=m[k][1]) for k in limits)
-    candidates = tuple(CandidateSummary(c.label if hasattr(c, "label") else c.description, c.kind, c.precision,
-                                        dict(c.predicted), c.fits, c.accuracy, c == plan.chosen)
-                       for c in plan.candidates)
-    extra = []
-    if measured is not None and measured.host_latency_ms is not None and profile.kind != "host":
-        extra.append(f"host LiteRT latency {measured.host_latency_ms:.3f} ms (this x86 machine, not the "
-                     f"{profile.name}); device latency and energy are the cost model's predictions")
-    return FitResult(model_path=model_name, device=profile.name, runtime=profile.runtime, status=status,
-                     precision=plan.chosen.precision, budgets=lines, teacher_accuracy=teacher_acc,
-                     final_accuracy=acc, candidates=candidates, channels=_channels(plan),
-                     stages=tuple(progress.timings), notes=(*extra, *notes), binding_budget=plan.binding_budget)
-
-
-def _write_reports(result: FitResult, workspace: Workspace) -> None:
-    write_text(workspace.path("report.json"), json.dumps(result.to_dict(), indent=2, default=str))
-    write_text(workspace.path("report.md"), to_markdown(result))
-    write_text(workspace.path("report.html"), to_html(result))
-
-
-def _does_not_fit(model_name, profile, limits, message, last, teacher_acc, workspace: Workspace,
-                  progress: Progress) -> FitResult:
-    """Exit 3: reports of the closest result, no model file in the output."""
-    progress.say(f"does not fit: {message}")
-    budgets = tuple(BudgetLine(k, v, None) for k, v in limits.items())
-    result = FitResult(model_path=model_name, device=profile.name, runtime=profile.runtime, status="does_not_fit",
-                       precision=profile.precision_preferred, budgets=budgets, teacher_accuracy=teacher_acc,
-                       final_accuracy=None, stages=tuple(progress.timings), notes=(message,))
-    if last is not None:
-        plan, measured, acc = last
-        result = _result(model_name, profile, plan, measured, teacher_acc, acc, limits, progress, "does_not_fit",
-                         (message, *plan.explanation))
-    reports = ["report.json", "report.md", "report.html"]
-    _write_reports(result, workspace)
-    workspace.publish(reports)
-    workspace.discard()
-    raise FitDoesNotFitError(message, result)

@@ -22,8 +22,10 @@ class Progress:
 
     @property
     def keras_verbose(self) -> int:
-        """Keras fit verbosity: one line per epoch for people, nothing when quiet."""
-        return 0 if self.quiet else 2
+        """Distillation verbosity: one line per epoch with an ETA on stderr for people, nothing when quiet."""
+        from edgekit.distill.epoch_progress import EPOCH_LINES
+
+        return 0 if self.quiet else EPOCH_LINES
 
     def say(self, message: str) -> None:
         if not self.quiet:

@@ -7,7 +7,6 @@ so a report can be re-rendered from report.json alone.
 from __future__ import annotations
 
 import html
-import io
 from dataclasses import asdict, dataclass, field
 
 from edgekit.budgets import BUDGET_KEYS, BUDGET_LABELS, BudgetLine, format_budget
@@ -39,6 +38,27 @@ class StageTiming:
 
 
 @dataclass(frozen=True)
+class AttemptSummary:
+    """One compressed model a fit tried (edgekit.workflows.fit.attempts.Attempt, for the report)."""
+
+    number: int
+    reason: str
+    kind: str
+    precision: str
+    description: str
+    measured: dict                   # budget key -> measured value
+    score: float | None
+    drop: float | None
+    fits_device: bool
+    keeps_accuracy: bool
+    delivered: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.fits_device and self.keeps_accuracy
+
+
+@dataclass(frozen=True)
 class FitResult:
     model_path: str
     device: str
@@ -55,6 +75,10 @@ class FitResult:
     artifacts: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     binding_budget: str | None = None
+    task: str | None = None          # edgekit.tasks: classify, multilabel, regress, anomaly, segment, detect, custom
+    max_accuracy_drop: float | None = None   # the accuracy budget: allowed drop in accuracy_metric
+    explanation: tuple[str, ...] = ()        # plain words: why this model, what bound it, what to change
+    attempts: tuple[AttemptSummary, ...] = ()
 
     @property
     def fits(self) -> bool:
@@ -82,10 +106,12 @@ def _verdict(fits: bool | None) -> str:
 def to_markdown(result: FitResult) -> str:
     lines = [f"# edgekit fit: {result.model_path} on {result.device}", ""]
     headline = {"fits": "fits after compression", "already_fits": "already fitted: exported and verified only",
-                "does_not_fit": "DOES NOT FIT: no candidate met every budget"}[result.status]
+                "does_not_fit": "DOES NOT FIT: no model met every budget (the accuracy budget included)"}[result.status]
     lines += [f"**Result:** {headline} ({result.precision}, runtime {result.runtime}).", ""]
-    lines += [(f"- {result.accuracy_metric}: teacher {_pct(result.teacher_accuracy)}, "
-              f"final {_pct(result.final_accuracy)}")]
+    if result.explanation:
+        lines += ["## Why this model", "", *result.explanation, ""]
+    lines += [(f"- {result.accuracy_metric}{f' (task {result.task})' if result.task else ''}: teacher "
+              f"{_pct(result.teacher_accuracy)}, final {_pct(result.final_accuracy)}")]
     if result.binding_budget:
         lines.append(f"- binding budget: {BUDGET_LABELS.get(result.binding_budget, result.binding_budget)}")
     lines += ["", "## Budgets", "", "| budget | predicted | measured | limit | fits | measured by |",
@@ -94,11 +120,27 @@ def to_markdown(result: FitResult) -> str:
         lines.append(f"| {BUDGET_LABELS[b.budget]} | {format_budget(b.budget, b.predicted)} | "
                      f"{format_budget(b.budget, b.measured)} | {format_budget(b.budget, b.limit)} | "
                      f"{_verdict(b.fits)} | {b.measured_by or '-'} |")
+    drop = result.to_dict()["accuracy_drop"]
+    if result.max_accuracy_drop is not None:
+        verdict = _verdict(None if drop is None else drop <= result.max_accuracy_drop + 1e-12)
+        lines.append(f"| accuracy drop | - | {'-' if drop is None else f'{drop:+.4f}'} | "
+                     f"{result.max_accuracy_drop:g} | {verdict} | {result.accuracy_metric} vs the original |")
+    if result.attempts:
+        lines += ["", "## Attempts", "", "| # | why | model | measured | score | drop | result |",
+                  "|---|---|---|---|---:|---:|---|"]
+        for a in result.attempts:
+            measured = ", ".join(f"{BUDGET_LABELS.get(k, k)} {format_budget(k, v)}" for k, v in a.measured.items()
+                                 if v is not None)
+            verdict = ("**delivered**" if a.delivered else "kept" if a.ok else
+                       "over a device budget" if not a.fits_device else "lost too much accuracy")
+            lines.append(f"| A{a.number} | {a.reason} | {a.kind} {a.precision}: {a.description} | {measured} | "
+                         f"{'-' if a.score is None else f'{a.score:.4f}'} | "
+                         f"{'-' if a.drop is None else f'{a.drop:+.4f}'} | {verdict} |")
     if result.candidates:
-        lines += ["", "## Candidates considered", "", ("| candidate | kind | precision | predicted latency | "
-                  "predicted flash | accuracy | fits | chosen |"), "|---|---|---|---:|---:|---:|---|---|"]
-        for c in result.candidates:
-            lines.append(f"| {c.name} | {c.kind} | {c.precision} | "
+        lines += ["", "## Candidates considered", "", ("| # | candidate | kind | precision | predicted latency | "
+                  "predicted flash | accuracy | fits | chosen |"), "|---|---|---|---|---:|---:|---:|---|---|"]
+        for n, c in enumerate(result.candidates, 1):
+            lines.append(f"| C{n} | {c.name} | {c.kind} | {c.precision} | "
                          f"{format_budget('latency_ms', c.predicted.get('latency_ms'))} | "
                          f"{format_budget('flash_bytes', c.predicted.get('flash_bytes'))} | {_pct(c.accuracy)} | "
                          f"{'yes' if c.fits else 'no'} | {'**yes**' if c.chosen else ''} |")
@@ -115,89 +157,12 @@ def to_markdown(result: FitResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _svg(fig) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    text = buf.getvalue()
-    text = text[text.find("<svg"):]
-    start, end = text.find("<metadata>"), text.find("</metadata>")
-    if start != -1 and end != -1:  # creator/licence metadata only; keeps the page free of outside references
-        text = text[:start] + text[end + len("</metadata>"):]
-    return text
-
-
-def _figure_candidates(result: FitResult) -> str | None:
-    import matplotlib.pyplot as plt
-
-    points = [c for c in result.candidates if c.predicted.get("latency_ms") is not None]
-    if not points:
-        return None
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    for c in points:
-        y = 100 * c.accuracy if c.accuracy is not None else None
-        marker = "*" if c.chosen else ("o" if c.fits else "x")
-        ax.scatter(c.predicted["latency_ms"], y if y is not None else 0, marker=marker, s=120 if c.chosen else 40,
-                   color="tab:green" if c.fits else "tab:red")
-        ax.annotate(c.name, (c.predicted["latency_ms"], y if y is not None else 0), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
-    limit = next((b.limit for b in result.budgets if b.budget == "latency_ms"), None)
-    if limit is not None:
-        ax.axvline(limit, color="gray", linestyle="--", label="latency budget")
-    if result.teacher_accuracy is not None:
-        ax.axhline(100 * result.teacher_accuracy, color="tab:blue", linestyle=":", label="teacher accuracy")
-    ax.set_xlabel("predicted latency on device (ms)")
-    ax.set_ylabel("accuracy (%) (0 = not evaluated)")
-    ax.set_title("Candidates: accuracy vs latency")
-    ax.legend(fontsize=7)
-    return _svg(fig)
-
-
-def _figure_channels(result: FitResult) -> str | None:
-    import matplotlib.pyplot as plt
-
-    if not result.channels:
-        return None
-    names = [c.layer for c in result.channels]
-    fig, ax = plt.subplots(figsize=(max(6.4, 0.45 * len(names)), 3.8))
-    xs = range(len(names))
-    ax.bar([x - 0.2 for x in xs], [c.before for c in result.channels], width=0.4, label="before")
-    ax.bar([x + 0.2 for x in xs], [c.after for c in result.channels], width=0.4, label="after")
-    ax.set_xticks(list(xs), names, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("output channels")
-    ax.set_title("Channels per layer")
-    ax.legend(fontsize=7)
-    return _svg(fig)
-
-
-def _figure_budgets(result: FitResult) -> str | None:
-    import matplotlib.pyplot as plt
-
-    rows = [b for b in result.budgets if b.limit]
-    if not rows:
-        return None
-    fig, ax = plt.subplots(figsize=(6.4, 3.2))
-    xs = range(len(rows))
-    pred = [100 * (b.predicted or 0) / b.limit for b in rows]
-    meas = [100 * (b.measured or 0) / b.limit for b in rows]
-    ax.bar([x - 0.2 for x in xs], pred, width=0.4, label="predicted")
-    ax.bar([x + 0.2 for x in xs], meas, width=0.4, label="measured (0 = not measured here)")
-    ax.axhline(100, color="tab:red", linestyle="--", label="budget")
-    ax.set_xticks(list(xs), [BUDGET_LABELS[b.budget] for b in rows])
-    ax.set_ylabel("% of budget")
-    ax.set_title("Predicted vs measured vs budget")
-    ax.legend(fontsize=7)
-    return _svg(fig)
-
-
 def to_html(result: FitResult) -> str:
     """A self-contained page (inline SVG figures, no external assets)."""
-    import matplotlib
+    from edgekit.workflows.fit.charts import figures as draw
+    from edgekit.workflows.fit.charts import to_svg
 
-    matplotlib.use("Agg")
-    figures = [f for f in (_figure_budgets(result), _figure_candidates(result), _figure_channels(result)) if f]
+    figures = [to_svg(f) for f in draw(result)]
     body = _markdown_tables_as_html(to_markdown(result))
     return ("<!doctype html><html><head><meta charset='utf-8'><title>edgekit fit report</title><style>"
             "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}"
@@ -243,5 +208,6 @@ def _markdown_tables_as_html(markdown: str) -> str:
     return "\n".join(out)
 
 
-__all__ = ["BUDGET_KEYS", "BudgetLine", "CandidateSummary", "FitResult", "LayerChannels", "StageTiming",
+__all__ = ["BUDGET_KEYS", "AttemptSummary", "BudgetLine", "CandidateSummary", "FitResult", "LayerChannels",
+           "StageTiming",
            "to_html", "to_markdown"]
