@@ -25,6 +25,7 @@ demo: $(STAMP)
 		--data $(DEMO_DIR)/train.npz --val $(DEMO_DIR)/val.npz --out $(DEMO_DIR)/fit
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check edgekit tests benchmarks
 	$(PY) -m pytest -q -ra
 
 lint: $(STAMP)

@@ -418,7 +418,8 @@ def markdown(table: Table) -> str:
               "| host p50 µs | device ms (pred.) | device mJ (pred.) | fits |"),
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in table.rows:
-        size = "-" if r.tflite_bytes is None else f"{r.tflite_bytes:,} ({r.tflite_bytes / table.teacher_int8_bytes:.0%})"
+        share = None if r.tflite_bytes is None else r.tflite_bytes / table.teacher_int8_bytes
+        size = "-" if r.tflite_bytes is None else f"{r.tflite_bytes:,} ({share:.0%})"
         fits = {None: "-", True: "yes"}.get(r.fits, "no: " + "; ".join(r.over))
         ram = "-" if r.ram_bytes is None else f"{r.ram_bytes:,} ({r.ram_by})"
         lines.append(f"| {r.name} | {_pct(r.accuracy)} | {_pct(r.float_accuracy)} | {_num(r.params, ',')} | {size} | "

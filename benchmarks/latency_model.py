@@ -11,7 +11,8 @@
 
 Models (`EVAL_ZOO`): MobileNet V1/V2 at several widths and resolutions, ResNet-8, DS-CNN, Conv1D nets, MLPs
 and two small branchy nets, each converted at float32 and int8 (float16 with --precisions). None is a
-calibration micro-benchmark (edgekit.workflows.microbenchmarks.MICRO_BENCHMARKS are one-layer models). Each model is timed
+calibration micro-benchmark (edgekit.workflows.microbenchmarks.MICRO_BENCHMARKS are one-layer models). Each model is
+timed
 through LiteRT (XNNPACK, the profile's thread count), all models interleaved over many rounds; the figure
 is the 10th percentile of its single invokes, as in calibration, and the smallest of `--repeats` timing
 passes (default 2); the spread between passes shows how stable the machine was.

@@ -163,7 +163,8 @@ def _print_summary(outcome) -> None:
              f"{outcome.student_params:,} ({outcome.params_ratio:.1%})", _percent(outcome.student_accuracy))]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        click.echo("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+        click.echo("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row,
+                                                                                                          widths))))
     click.echo(f"student: {outcome.student_source}; best epoch {outcome.best_epoch} of {outcome.epochs_run}"
                + (f"; agrees with the teacher on {_percent(outcome.agreement)} of validation samples"
                   if outcome.agreement is not None else ""))

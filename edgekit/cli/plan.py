@@ -17,7 +17,8 @@ from edgekit.cli.options import budget_options
 
 @click.command("plan")
 @click.argument("model", type=click.Path())
-@click.option("--device", "-d", required=True, help="Device profile name or path to a profile YAML (see `edgekit devices`).")
+@click.option("--device", "-d", required=True,
+              help="Device profile name or path to a profile YAML (see `edgekit devices`).")
 @budget_options
 @click.option("--data", type=click.Path(), help="Training samples (.npz x/y, .npy x, or an image folder): the most "
               "promising candidates are fine-tuned or distilled briefly and the most accurate is chosen.")
@@ -104,6 +105,7 @@ def _candidates_table(plan):
     for c in plan.candidates:
         mark = " *" if c is plan.chosen or c == plan.chosen else ""
         fits = "yes" if c.fits_margin else ("limit only" if c.fits else "no")
-        table.add_row(c.kind + mark, c.precision, c.description, *(format_budget(k, c.predicted[k]) for k in BUDGET_KEYS),
+        table.add_row(c.kind + mark, c.precision, c.description, *(format_budget(k,
+                                                                                 c.predicted[k]) for k in BUDGET_KEYS),
                       fits, "-" if c.accuracy is None else f"{c.metric} {c.accuracy:.4f}")
     return table

@@ -30,7 +30,8 @@ from edgekit.workflows.prune import METHODS
 @click.option("--data", type=click.Path(), help="Training samples: .npz (x, y), .npy (x) or an image folder. "
               "Without it a data-free criterion ranks channels and nothing is fine-tuned.")
 @click.option("--val-data", type=click.Path(), help="Validation samples (default: 10% of --data when training).")
-@click.option("--iterative", is_flag=True, help="Prune in --steps steps, fine-tuning --epochs after each (needs --data).")
+@click.option("--iterative", is_flag=True,
+              help="Prune in --steps steps, fine-tuning --epochs after each (needs --data).")
 @click.option("--steps", type=int, default=4, show_default=True, help="Steps of --iterative pruning.")
 @click.option("--epochs", type=int, help="Fine-tuning epochs per step (iterative, default 2) or after a one-shot cut.")
 @click.option("--final-epochs", type=int, default=0, show_default=True, help="Extra fine-tuning epochs at the end.")
@@ -48,7 +49,8 @@ from edgekit.workflows.prune import METHODS
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--trust-model", is_flag=True, help="Allow code stored in the model (Lambda, custom layers) to run.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
-def command(model, out, ratio, target_macs, target_params, target_size, size_precision, importance, data, val_data, iterative, steps, epochs,
+def command(model, out, ratio, target_macs, target_params, target_size, size_precision, importance, data, val_data,
+            iterative, steps, epochs,
             final_epochs, per_group, min_channels, round_to, device, method, l1_regularization, learning_rate,
             batch_size, trust_model, as_json) -> None:
     """Prune MODEL and write the smaller model to --out, with a per-layer report.

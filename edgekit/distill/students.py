@@ -69,9 +69,11 @@ def dscnn(input_shape: Sequence[int], n_classes: int, width: int, depth: int, *,
     x = layers.ReLU(name="stem_relu")(layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x))
     for i in range(depth):
         x = depthwise(3, padding="same", use_bias=False, name=f"block{i}_dw")(x)
-        x = layers.ReLU(name=f"block{i}_dw_relu")(layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{i}_dw_bn")(x))
+        x = layers.ReLU(name=f"block{i}_dw_relu")(layers.BatchNormalization(momentum=BN_MOMENTUM,
+                                                                            name=f"block{i}_dw_bn")(x))
         x = conv(width, 1, use_bias=False, name=f"block{i}_pw")(x)
-        x = layers.ReLU(name=f"block{i}_pw_relu")(layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{i}_pw_bn")(x))
+        x = layers.ReLU(name=f"block{i}_pw_relu")(layers.BatchNormalization(momentum=BN_MOMENTUM,
+                                                                            name=f"block{i}_pw_bn")(x))
     x = pool(name="pool")(x)
     outputs = layers.Dense(n_classes, activation=output_activation, name="head")(x)
     return keras.Model(inputs, outputs, name=name)
@@ -97,9 +99,11 @@ def mobilenet_like(input_shape: Sequence[int], n_classes: int, width: int, depth
         channels = width * 2 ** min((i + 1) // 2, 3)
         x = layers.DepthwiseConv2D(3, strides=2 if downsample else 1, padding="same", use_bias=False,
                                    name=f"block{i}_dw")(x)
-        x = layers.ReLU(6.0, name=f"block{i}_dw_relu")(layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{i}_dw_bn")(x))
+        x = layers.ReLU(6.0, name=f"block{i}_dw_relu")(layers.BatchNormalization(momentum=BN_MOMENTUM,
+                                                                                 name=f"block{i}_dw_bn")(x))
         x = layers.Conv2D(channels, 1, use_bias=False, name=f"block{i}_pw")(x)
-        x = layers.ReLU(6.0, name=f"block{i}_pw_relu")(layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{i}_pw_bn")(x))
+        x = layers.ReLU(6.0, name=f"block{i}_pw_relu")(layers.BatchNormalization(momentum=BN_MOMENTUM,
+                                                                                 name=f"block{i}_pw_bn")(x))
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = layers.Dense(n_classes, activation=output_activation, name="head")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -1,4 +1,5 @@
-"""Quantization-aware training (tfmot) for when post-training int8 loses too much; sparsity-preserving for sparse models.
+"""Quantization-aware training (tfmot) for when post-training int8 loses too much; sparsity-preserving for
+sparse models.
 
     >>> qat = quantize_aware(model, x_train, y_train, epochs=2)          # doctest: +SKIP
     >>> convert(qat.model, "int8").calibrated_on                         # doctest: +SKIP

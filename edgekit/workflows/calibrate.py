@@ -203,7 +203,8 @@ def calibrate(
     overhead = fit.cost_model.per_inference_overhead_us
     source = (
         f"edgekit calibrate on {time.strftime('%Y-%m-%d')}: {len(benchmarks)} one-layer "
-        f"micro-benchmarks (edgekit.workflows.microbenchmarks.MICRO_BENCHMARKS) x {', '.join(timed_precisions)}, converted "
+        f"micro-benchmarks (edgekit.workflows.microbenchmarks.MICRO_BENCHMARKS) x {', '.join(timed_precisions)}, "
+        "converted "
         f"with TF {_version('tensorflow')} and timed through ai-edge-litert {_version('ai-edge-litert')} "
         f"(XNNPACK, {device.cpu.threads} thread) on {platform.machine()} '{_cpu_name()}'; per model the 10th "
         f"percentile of its single invokes ({invokes} in all, models interleaved over {rounds} rounds). "

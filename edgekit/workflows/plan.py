@@ -30,7 +30,8 @@ def plan(model_or_path, device: str, data=None, *, val_data=None, margin: float 
         device: a profile name (`edgekit devices`) or the path of a profile YAML.
         data: optional training data (a .npz/.npy/image-folder path, an edgekit.data.Dataset, (x, y) or x).
             With it, the `evaluate` most promising fitting candidates are fine-tuned (pruned) or distilled
-            (students) for `epochs` and the most accurate is chosen; `val_data` (default: edgekit.data.VAL_FRACTION of data)
+            (students) for `epochs` and the most accurate is chosen; `val_data` (default: edgekit.data.VAL_FRACTION of
+            data)
             measures them.
         margin: plan to this share of every budget (predictions have error).
         accuracy_tolerance: accuracy drop (absolute) the plan reports as acceptable.

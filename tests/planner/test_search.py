@@ -51,7 +51,8 @@ class Net:
         return self._add(name, "Conv2D", [x], shape,
                          {"filters": filters, "kernel_size": (k, k), "strides": (stride, stride), "padding": "same",
                           "activation": "linear"},
-                         [Weight(f"{name}/kernel", (k, k, c, filters), "kernel"), Weight(f"{name}/bias", (filters,), "bias")])
+                         [Weight(f"{name}/kernel", (k, k, c, filters), "kernel"), Weight(f"{name}/bias", (filters,),
+                                                                                         "bias")])
 
     def depthwise(self, name: str, x: str) -> str:
         h, w, c = self.tensors[x].shape
