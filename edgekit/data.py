@@ -137,6 +137,23 @@ def as_dataset(value, model_input_shape: Sequence[int | None] | None = None, sou
         x, y = value, None
     return from_arrays(x, y, model_input_shape=model_input_shape, source=source)
 
+def read_npz_arrays(path: str | os.PathLike, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """The arrays named `keys` that an .npz holds (others left out; {} for any other file), with load_data's
+    safety checks: extra validation arrays such as detection ground truth (gt_boxes, gt_labels)."""
+    path = os.fspath(path)
+    if not path.endswith(".npz") or not os.path.isfile(path):
+        return {}
+    _check_npz(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in keys if key in archive.files}
+    except ValueError as e:
+        raise BadInputError(f"{path}: cannot read arrays without pickle ({_brief(e)}); save plain numeric arrays"
+                            ) from e
+    except (OSError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as e:
+        raise BadInputError(f"{path}: not a readable .npz file ({_brief(e)})") from e
+
+
 def load_named_arrays(source, input_names: Sequence[str], input_shapes: Sequence[Sequence[int | None]],
                       output_names: Sequence[str] = ()
                       ) -> tuple[list[np.ndarray], dict[str, np.ndarray], tuple[str, ...]]:

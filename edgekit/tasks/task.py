@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import edgekit.tasks.metrics as m
 from edgekit.errors import BadInputError
-from edgekit.tasks import metrics as m
+from edgekit.tasks.detection import DetectionLabels, detection_map, split_heads
 
 TASK_NAMES = ("classify", "multilabel", "regress", "anomaly", "segment", "detect", "custom")
 METRIC_NAMES = {
@@ -63,9 +64,12 @@ class Task:
     heads: tuple[Head, ...]
     why: str = ""
     custom: Callable | None = None
+    metric_name: str | None = None  # overrides METRIC_NAMES (detect scored by mAP@0.5)
 
     @property
     def metric(self) -> str:
+        if self.metric_name:
+            return self.metric_name
         return METRIC_NAMES[self.name] if self.custom is None else f"custom metric {_callable_name(self.custom)}"
 
     @property
@@ -93,6 +97,8 @@ class Task:
 
     def score(self, outputs, y, teacher_outputs, x) -> Score:
         """Score `outputs` against labels y (or the teacher's outputs when y is None or not usable)."""
+        if isinstance(y, DetectionLabels) and self.name != "detect":
+            y = None  # boxes and labels score detection models only
         if self.custom is not None:
             return _custom_score(self.custom, outputs, y, teacher_outputs, self.metric)
         return _SCORERS[self.name](self, outputs, y, teacher_outputs, x)
@@ -173,7 +179,17 @@ def _segment(task, out, y, t_out, x) -> Score:
 
 
 def _detect(task, outs, y, t_outs, x) -> Score:
-    """Per-head fidelity to the teacher: top-1 agreement for class heads, R^2 for box/regression heads."""
+    """mAP@0.5 when y holds boxes and labels (DetectionLabels) and the outputs are a box head (N, A, 4) and a
+    class head (N, A, C); otherwise per-head fidelity to the teacher: top-1 agreement for class heads, R^2 for
+    box/regression heads (also reported next to the mAP)."""
+    fidelity = _fidelity(task, outs, t_outs)
+    value = detection_map(outs, y, task.heads) if isinstance(y, DetectionLabels) else None
+    if value is None or np.isnan(value):
+        return fidelity
+    return Score(value, "mAP@0.5", {**fidelity.details, "worst-head fidelity": fidelity.value})
+
+
+def _fidelity(task, outs, t_outs) -> Score:
     details = {}
     for head, out, t_out in zip(task.heads, _as_list(outs), _as_list(t_outs)):
         out, t_out = np.asarray(out), np.asarray(t_out)
@@ -226,8 +242,13 @@ def detect_task(heads: Sequence[Head], input_shape: tuple, y=None, teacher_outpu
         if override not in TASK_NAMES:
             raise BadInputError(f"--task {override!r}: unknown; use one of {', '.join(TASK_NAMES)}")
         _check_override(override, heads, tuple(input_shape))
-        return Task(override, heads, f"--task {override}")
-    name, why = _auto(heads, tuple(input_shape), y)
+        name, why = override, f"--task {override}"
+    else:
+        name, why = _auto(heads, tuple(input_shape), None if isinstance(y, DetectionLabels) else y)
+    if name == "detect" and isinstance(y, DetectionLabels) and split_heads(teacher_outputs, heads) is not None:
+        why = ("--task detect; " if override else "") + "a box head (A, 4), a class head (A, C) and gt_boxes/" \
+            "gt_labels in the data: scored by mAP@0.5"
+        return Task(name, heads, why, metric_name="mAP@0.5")
     return Task(name, heads, why)
 
 

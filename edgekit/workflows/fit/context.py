@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,9 +74,31 @@ def load_fit_data(data, val, model, seed: int) -> Data:
                             "a few hundred to calibrate and retrain")
     if val is not None:
         held = as_dataset(val, model.input_shape, "val")
+        truth = _detection_truth(val, len(held.x), model)
     else:
+        truth = _detection_truth(data, len(train.x), model)
+        if truth is not None:  # the same split as below (it depends on n, y and seed only): the rows of x held out
+            truth = truth.subset(split(dataclasses.replace(train, x=np.arange(len(train.x))), seed=seed)[1].x)
         train, held = split(train, seed=seed)
-    return Data(train.x, train.y, held.x, held.y)
+    return Data(train.x, train.y, held.x, held.y if truth is None else truth)
+
+
+def _detection_truth(source, n: int, model):
+    """DetectionLabels from an .npz's gt_boxes/gt_labels (the documented detect layout) for a multi-output model;
+    None when the file has none (the validation y is then used as before)."""
+    from edgekit.data import read_npz_arrays
+    from edgekit.tasks.detection import GT_KEYS, detection_labels
+
+    if not isinstance(source, (str, os.PathLike)) or len(getattr(model, "outputs", None) or ()) < 2:
+        return None
+    arrays = read_npz_arrays(source, GT_KEYS)
+    if not arrays:
+        return None
+    missing = [k for k in GT_KEYS if k not in arrays]
+    if missing:
+        raise BadInputError(f"{os.fspath(source)}: has {', '.join(arrays)} but no {missing[0]}; detection mAP "
+                            "needs both gt_boxes (N, M, 4) and gt_labels (N, M), -1 for padding")
+    return detection_labels(arrays["gt_boxes"], arrays["gt_labels"], os.fspath(source), n)
 
 
 def score_outputs(ctx: Context, outputs) -> float:
