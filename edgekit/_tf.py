@@ -13,6 +13,11 @@ import os
 _verbose = False
 
 
+def is_verbose() -> bool:
+    """Whether --verbose asked for TensorFlow's own log output (and tracebacks)."""
+    return _verbose
+
+
 def set_verbose(verbose: bool) -> None:
     """Show TensorFlow's own C++/absl/Python log output (off by default)."""
     global _verbose

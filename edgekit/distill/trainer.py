@@ -14,7 +14,6 @@ import numpy as np
 
 import edgekit.data as data_mod
 from edgekit._tf import tensorflow, tf_keras
-from edgekit.distill import DistillResult, losses
 from edgekit.distill.features import (
     LogOfProbabilities,
     auto_hint_pairs,
@@ -24,6 +23,15 @@ from edgekit.distill.features import (
     named_hint_pairs,
     tap_model,
 )
+from edgekit.distill.losses import (
+    attention_loss,
+    binary_loss,
+    classification_loss,
+    hint_loss,
+    match_spatial,
+    regression_loss,
+)
+from edgekit.distill.result import DistillResult
 from edgekit.errors import BadInputError, UnsupportedModelError
 
 tf = tensorflow()
@@ -103,23 +111,23 @@ class Distiller(keras.Model):
             t_out = [tf.stop_gradient(t) for t in _as_list(self.teacher_tap(x, training=False))]
         s_logits, t_logits = s_out[0], t_out[0]
         if self.task == "classification":
-            total, kd, hard = losses.classification_loss(t_logits, s_logits, y, temperature=self.temperature,
+            total, kd, hard = classification_loss(t_logits, s_logits, y, temperature=self.temperature,
                                                          alpha=self.alpha)
         elif self.task == "binary":
-            total, kd, hard = losses.binary_loss(t_logits, s_logits, y, temperature=self.temperature,
+            total, kd, hard = binary_loss(t_logits, s_logits, y, temperature=self.temperature,
                                                  alpha=self.alpha)
         else:
-            total, kd, hard = losses.regression_loss(t_logits, s_logits, y, alpha=self.alpha)
+            total, kd, hard = regression_loss(t_logits, s_logits, y, alpha=self.alpha)
         terms = {"kd_loss": kd}
         if hard is not None:
             terms["ce_loss" if self.task != "regression" else "target_loss"] = hard
         if self.hint_weight > 0:
-            hint = tf.add_n([losses.hint_loss(adapter(s, training=training), t)
+            hint = tf.add_n([hint_loss(adapter(s, training=training), t)
                              for adapter, s, t in zip(self.adapters, s_out[1:], t_out[1:])])
             terms["hint_loss"] = hint
             total += self.hint_weight * hint
         if self.attention_weight > 0:
-            attention = tf.add_n([losses.attention_loss(s, t) for s, t in zip(s_out[1:], t_out[1:])])
+            attention = tf.add_n([attention_loss(s, t) for s, t in zip(s_out[1:], t_out[1:])])
             terms["attention_loss"] = attention
             total += self.attention_weight * attention
         terms["loss"] = total
@@ -296,7 +304,7 @@ def _hint_pairs(teacher, student, hint_pairs, hint_weight: float, attention_weig
                                 f"{flat[0].teacher_layer} output vectors {flat[0].student_shape}")
     for p in pairs:
         try:
-            losses.match_spatial(tf.zeros((1,) + tuple(p.student_shape[1:])),
+            match_spatial(tf.zeros((1,) + tuple(p.student_shape[1:])),
                                  tf.zeros((1,) + tuple(p.teacher_shape[1:])))
         except ValueError as e:
             raise BadInputError(f"hint pair ({p.student_layer}, {p.teacher_layer}): {e}") from None

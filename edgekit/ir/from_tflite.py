@@ -8,7 +8,8 @@ int32 biases of the ops that multiply-accumulate. Tensors are per sample: a lead
 1 (or unknown) is dropped; `attrs["input_shapes"]` / `["output_shapes"]` keep the full shapes for the
 cost formulas (edgekit.costmodel.tflite_costs).
 
-    >>> graph = from_tflite(open("model.tflite", "rb").read())     # doctest: +SKIP
+    >>> model = read_tflite(data)                                   # doctest: +SKIP
+    >>> graph, facts = from_tflite(model, subgraph_op_names(model))  # doctest: +SKIP
     >>> graph.node("0:CONV_2D").weights[0].shape                    # doctest: +SKIP
     (8, 3, 3, 1)
 """
@@ -39,22 +40,6 @@ class FlatbufferFacts:
     constant_bytes: int
     n_tensors: int
     n_ops: int
-
-
-def read_tflite(tflite_bytes: bytes, label: str = "model.tflite"):
-    """The flatbuffer as a ModelT; BadInputError (one line, naming `label`) for anything unreadable."""
-    from edgekit.model_io.flatbuffer import read_model
-
-    try:
-        model = read_model(tflite_bytes)
-        if not model.subgraphs:
-            raise ValueError("no subgraphs")
-        return model
-    except BadInputError as exc:
-        raise BadInputError(f"{label}: {exc}") from exc
-    except Exception as exc:  # a corrupt flatbuffer raises anything from the generated reader
-        raise BadInputError(f"{label}: not a readable TFLite flatbuffer ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'}); re-export the model") from exc
 
 
 def _name(tensor, index: int) -> str:
@@ -94,19 +79,19 @@ def _role(op: str, position: int) -> str:
     return "kernel" if position == kernel_bias[0] else "bias" if position == kernel_bias[1] else "other"
 
 
-def from_tflite(tflite_bytes: bytes, name: str = "model", label: str = "model.tflite") -> tuple[Graph, FlatbufferFacts]:
-    """(IR of the main subgraph, facts the IR does not hold). BadInputError for unreadable bytes."""
-    from edgekit.model_io.flatbuffer import op_name
+def from_tflite(model, op_names: list[list[str]], name: str = "model",
+                label: str = "model.tflite") -> tuple[Graph, FlatbufferFacts]:
+    """(IR of the main subgraph, facts the IR does not hold) from a parsed flatbuffer.
 
-    model = read_tflite(tflite_bytes, label)
+    model: the schema object API's ModelT and op_names the builtin names of each subgraph's operators, both from
+    edgekit.model_io.flatbuffer (`read_tflite`, `subgraph_op_names`): this module reads no bytes and imports no
+    runtime. BadInputError for an inconsistent graph.
+    """
     subgraph = model.subgraphs[0]
     tensors = list(subgraph.tensors or [])
     names = _unique_names(tensors)
-    try:
-        ops = [op_name(model, operator) for operator in subgraph.operators or []]
-        subgraph_ops = tuple(op_name(model, o) for sg in model.subgraphs[1:] for o in sg.operators or [])
-    except (IndexError, AttributeError) as exc:
-        raise BadInputError(f"{label}: an operator refers to a missing operator code; re-export the model") from exc
+    ops = list(op_names[0])
+    subgraph_ops = tuple(o for names_ in op_names[1:] for o in names_)
     constant = [_is_constant(model, t) for t in tensors]
     graph_inputs = [names[i] for i in _indices(subgraph.inputs, len(tensors), label)]
     produced = set(graph_inputs)

@@ -23,6 +23,9 @@ import uuid
 
 from edgekit.errors import BadInputError
 
+# Every model file loaded in this process (edgekit.model_io.loading adds them): never a write target.
+loaded_input_paths: set[str] = set()
+
 JOURNAL_PREFIX = ".edgekit-journal-"
 _TEMP_RE = re.compile(r"^\..+\.tmp-(?:(\d+)-)?[0-9a-f]{8}$")
 _OLD_TEMP_AGE_S = 3600.0   # temporaries without a pid (older edgekit versions) count as stale after an hour
@@ -60,8 +63,6 @@ def process_alive(pid: int, start: str | None = None) -> bool:
 
 def check_target(path: str | os.PathLike, protected=()) -> str:
     """The absolute target path, or BadInputError if it is a directory, in a missing one, or an input."""
-    from edgekit.model_io.loading import loaded_input_paths
-
     target = os.path.abspath(os.fspath(path))
     inputs = {os.path.realpath(p) for p in (*loaded_input_paths, *protected)}
     if os.path.realpath(target) in inputs:

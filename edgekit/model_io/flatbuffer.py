@@ -282,3 +282,25 @@ def infer_precision(tflite_bytes: bytes) -> str:
     if int8 in constant:
         return "dynamic_int8"
     return "float32"
+
+
+def read_tflite(tflite_bytes: bytes, label: str = "model.tflite"):
+    """The flatbuffer as a ModelT; BadInputError (one line, naming `label`) for anything unreadable."""
+    try:
+        model = read_model(tflite_bytes)
+        if not model.subgraphs:
+            raise ValueError("no subgraphs")
+        return model
+    except BadInputError as exc:
+        raise BadInputError(f"{label}: {exc}") from exc
+    except Exception as exc:  # a corrupt flatbuffer raises anything from the generated reader
+        raise BadInputError(f"{label}: not a readable TFLite flatbuffer ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'}); re-export the model") from exc
+
+
+def subgraph_op_names(model, label: str = "model.tflite") -> list[list[str]]:
+    """The builtin names of every subgraph's operators, in order (BadInputError for a missing opcode)."""
+    try:
+        return [[op_name(model, operator) for operator in subgraph.operators or []] for subgraph in model.subgraphs]
+    except (IndexError, AttributeError) as exc:
+        raise BadInputError(f"{label}: an operator refers to a missing operator code; re-export the model") from exc

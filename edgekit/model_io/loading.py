@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass
 
 from edgekit.errors import BadInputError, UnsupportedModelError
+from edgekit.model_io.atomic import loaded_input_paths
 from edgekit.model_io.config_limits import check_model_configs
 from edgekit.model_io.detect import DetectedModel, detect_model
 from edgekit.model_io.safety import UnsafeObject, find_unsafe_objects, refuse_unsafe
@@ -26,9 +27,6 @@ _DESCRIPTIONS = {
     "keras_saved_model": "Keras SavedModel",
     "saved_model": "SavedModel",
 }
-
-# Real paths of models loaded in this process: save_model refuses to write over them.
-loaded_input_paths: set[str] = set()
 
 
 @dataclass(frozen=True)

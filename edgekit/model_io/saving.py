@@ -20,7 +20,8 @@ def save_model(model, path: str | os.PathLike, overwrite: bool = True) -> None:
     A model file loaded by load_model in this process is never overwritten (choose another path);
     another existing file is replaced only if overwrite is True.
     """
-    from edgekit.model_io.loading import LoadedModel, loaded_input_paths, require_keras
+    from edgekit.model_io.atomic import loaded_input_paths
+    from edgekit.model_io.loading import LoadedModel, require_keras
 
     target = os.fspath(path)
     protected = set(loaded_input_paths)

@@ -81,13 +81,13 @@ class _Worker:
         self._log = None
 
     def _start(self) -> subprocess.Popen:
-        from edgekit import _tf
+        from edgekit._tf import is_verbose
 
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         env[WORKER_ENV] = "1"
-        verbose = getattr(_tf, "_verbose", False)
+        verbose = is_verbose()
         self.shutdown()
         env["EDGEKIT_VERBOSE"] = "1" if verbose else "0"
         self._log = None if verbose else tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 - lives with the child

@@ -9,6 +9,7 @@ from edgekit.costmodel.size import ArenaEstimate
 from edgekit.costmodel.tflite_costs import analyze_tflite
 from edgekit.errors import BadInputError, UnsupportedModelError
 from edgekit.ir.from_tflite import from_tflite
+from edgekit.model_io.flatbuffer import read_tflite, subgraph_op_names
 
 TFLITE_FORMAT = "tflite"
 # Measuring bisects the arena in a child process, a few invokes per probe: keep it to models that load fast.
@@ -29,7 +30,8 @@ def analyze_tflite_file(path) -> Analysis:
     except OSError as exc:
         raise BadInputError(f"{label}: cannot read the file: {exc.strerror or exc}") from exc
     name = os.path.splitext(os.path.basename(label))[0] or "model"
-    graph, facts = from_tflite(data, name=name, label=label)
+    model = read_tflite(data, label)
+    graph, facts = from_tflite(model, subgraph_op_names(model, label), name=name, label=label)
     analysis = analyze_tflite(graph, file_bytes=len(data), constant_bytes=facts.constant_bytes,
                               n_tensors=facts.n_tensors, subgraph_ops=facts.subgraph_ops)
     if analysis.unsupported["tflm"] or len(data) > MEASURE_ARENA_MAX_FILE_BYTES:

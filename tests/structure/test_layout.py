@@ -40,8 +40,9 @@ def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
     modules = set(files)
     graph = {}
     for name, path in files.items():
-        # A package importing its own submodules (re-exports) is not a dependency of design.
-        graph[name] = {m for m in _edgekit_imports(path, modules) if m != name and not m.startswith(name + ".")}
+        # Every edge counts, a package's re-exports of its submodules too: a submodule that imports its own
+        # package (`from edgekit import x`, `from edgekit.tasks import metrics`) then closes a cycle.
+        graph[name] = _edgekit_imports(path, modules) - {name}
     return graph
 
 
@@ -99,6 +100,10 @@ def test_cycle_finder_finds_a_planted_cycle(tmp_path):
     (pkg / "sub" / "b.py").write_text("def f():\n    from edgekit import a\n")
     (pkg / "c.py").write_text("import edgekit.a\n")
     assert find_cycles(import_graph(pkg)) == [["edgekit.a", "edgekit.sub.b"]]
+    # a submodule importing its own package closes a cycle with the package's re-export
+    (pkg / "sub" / "__init__.py").write_text("from edgekit.sub.c2 import y\n")
+    (pkg / "sub" / "c2.py").write_text("from edgekit.sub import b\n")
+    assert ["edgekit.sub", "edgekit.sub.c2"] in find_cycles(import_graph(pkg))
 
 
 def test_no_import_cycles_between_edgekit_modules():
@@ -143,3 +148,27 @@ def test_the_purity_check_sees_a_heavy_import():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=PACKAGE.parent)
     assert out.stdout.strip().endswith("True")
+
+
+def _heavy_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+        found |= {n for n in names if n.split(".")[0] in HEAVY_PREFIXES}
+    return found
+
+
+def test_nothing_the_pure_packages_reach_imports_a_runtime_even_lazily():
+    """Statically, function-level imports included: what ir/, costmodel/, channels/ and the pure planner reach
+    through edgekit imports never imports TensorFlow, Keras, LiteRT or TFLM (a lazy import is one call away)."""
+    graph = import_graph()
+    files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    seen, todo = set(), list(_pure_modules())
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(graph.get(module, ()))
+    offenders = {m: sorted(_heavy_imports(files[m])) for m in sorted(seen) if _heavy_imports(files[m])}
+    assert offenders == {}
