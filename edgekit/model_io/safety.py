@@ -42,6 +42,9 @@ _TF_TOP_LEVEL_DENIED = frozenset({
     "load_library", "load_pluggable_device_library", "function", "Variable", "init_scope",
 })
 _KERAS_PACKAGES = ("keras", "tf_keras")
+# TensorFlow's own initializer classes (tf.constant_initializer ... as keras.applications' EfficientNetV2 uses):
+# accepted under this module only when Keras resolves the class by its name (builtin_names), not from the module.
+_TF_INITIALIZER_MODULES = ("tensorflow.python.ops.init_ops_v2", "tensorflow.python.ops.init_ops")
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,8 @@ def _check_object(obj: dict, class_name: str, layer_name: str | None,
         return _check_function(obj, layer_name, builtin_names)
     if class_name in ("TFOpLambda", "SlicingOpLambda"):
         return _check_tf_op(obj, class_name, layer_name)
+    if module in _TF_INITIALIZER_MODULES and class_name in builtin_names:
+        return None
     custom = (
         (module is not None and not _is_keras_module(module))
         or (isinstance(registered_name, str) and ">" in registered_name)

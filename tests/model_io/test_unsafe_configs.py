@@ -97,3 +97,16 @@ def test_serialisation_markers_are_values_not_classes():
     layer = {"class_name": "InputLayer",
              "config": {"name": "in", "batch_input_shape": {"class_name": "__tuple__", "items": [None, 3]}}}
     assert find_unsafe_objects([layer], BUILTINS) == []
+
+
+def test_tensorflow_initializer_is_accepted_only_under_a_name_keras_resolves():
+    # keras.applications' EfficientNetV2 stores tf.constant_initializer as TF's own class
+    tf_constant = {"class_name": "Constant", "config": {"value": 0.0}, "module": "tensorflow.python.ops.init_ops_v2"}
+    builtins = BUILTINS | {"Constant"}
+    assert find_unsafe_objects([_functional(_dense("predictions", bias_initializer=tf_constant))], builtins) == []
+    # the same module with a class Keras does not know, or the name under another module, stays refused
+    odd = {**tf_constant, "class_name": "Exfiltrate"}
+    elsewhere = {**tf_constant, "module": "tensorflow.python.ops.gen_io_ops"}
+    for initializer in (odd, elsewhere):
+        found = find_unsafe_objects([_functional(_dense("predictions", bias_initializer=initializer))], builtins)
+        assert [(f.layer_name, f.is_custom_class) for f in found] == [("predictions", True)]
