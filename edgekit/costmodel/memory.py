@@ -22,6 +22,7 @@ edgekit.costmodel.schedule; outputs overlapping their dying input: edgekit.costm
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edgekit.ir.graph import Graph, dtype_bytes
@@ -167,21 +168,29 @@ def _branch_and_bound(buffers: list[Buffer], alignment: int, incumbent: int, bou
     return (None if best[0] is None else (best[0], best[1])), exhausted
 
 
-def activation_buffers(runtime: RuntimeGraph, bytes_per_element: int) -> list[Buffer]:
-    """Lifetimes of every activation tensor over the runtime op order."""
-    first: dict[str, int] = {t: 0 for t in runtime.inputs}
+def tensor_lifetimes(ops: Sequence[tuple[Sequence[str], Sequence[str]]], inputs: Sequence[str],
+                     outputs: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """(first op, last op) of every tensor an op writes or a graph input, over ops given as (inputs, outputs)
+    in execution order; graph inputs start at op 0, graph outputs live to the last op."""
+    first: dict[str, int] = {t: 0 for t in inputs}
     last: dict[str, int] = {}
-    for i, op in enumerate(runtime.ops):
-        for t in op.outputs:
+    for i, (op_inputs, op_outputs) in enumerate(ops):
+        for t in op_outputs:
             first.setdefault(t, i)
             last.setdefault(t, i)
-        for t in op.inputs:
+        for t in op_inputs:
             last[t] = max(last.get(t, i), i)
-    end = max(len(runtime.ops) - 1, 0)
-    for t in runtime.outputs:
+    end = max(len(ops) - 1, 0)
+    for t in outputs:
         last[t] = end
-    return [Buffer(t, runtime.tensor_elements[t] * bytes_per_element, first[t], last.get(t, first[t]))
-            for t in first if t in runtime.tensor_elements]
+    return {t: (start, last.get(t, start)) for t, start in first.items()}
+
+
+def activation_buffers(runtime: RuntimeGraph, bytes_per_element: int) -> list[Buffer]:
+    """Lifetimes of every activation tensor over the runtime op order."""
+    spans = tensor_lifetimes([(op.inputs, op.outputs) for op in runtime.ops], runtime.inputs, runtime.outputs)
+    return [Buffer(t, runtime.tensor_elements[t] * bytes_per_element, start, end)
+            for t, (start, end) in spans.items() if t in runtime.tensor_elements]
 
 
 def peak_activation_bytes(graph: Graph, precision: str = "int8", float_io: bool = True) -> MemoryPlan:

@@ -21,7 +21,7 @@ import math
 
 from edgekit.costmodel.analysis import RUNTIMES, Analysis, UnsupportedOp
 from edgekit.costmodel.layer_costs import LayerCost, ModelCost, WeightBytes
-from edgekit.costmodel.memory import Buffer, plan_greedy
+from edgekit.costmodel.memory import Buffer, plan_greedy, tensor_lifetimes
 from edgekit.costmodel.size import ArenaEstimate, SizeEstimate
 from edgekit.ir.graph import Graph, Node, dtype_bytes
 from edgekit.ir.ops import supported
@@ -101,21 +101,12 @@ def _int8_bytes(node: Node) -> int:
 
 def activation_plan_bytes(graph: Graph, bytes_per_element: int | None = None) -> int:
     """Greedy (TFLM-style) arena plan of the activations; each tensor at its own dtype unless given."""
-    first: dict[str, int] = {t: 0 for t in graph.inputs}
-    last: dict[str, int] = {}
-    for i, node in enumerate(graph.nodes):
-        for t in node.outputs:
-            first.setdefault(t, i)
-        for t in node.inputs:
-            last[t] = max(last.get(t, i), i)
-    end = max(len(graph.nodes) - 1, 0)
-    for t in graph.outputs:
-        last[t] = end
+    spans = tensor_lifetimes([(n.inputs, n.outputs) for n in graph.nodes], graph.inputs, graph.outputs)
     buffers = []
-    for t, start in first.items():
+    for t, (start, end) in spans.items():
         tensor = graph.tensors[t]
         per = bytes_per_element or dtype_bytes(tensor.dtype)
-        buffers.append(Buffer(t, tensor.elements * per, start, max(last.get(t, start), start)))
+        buffers.append(Buffer(t, tensor.elements * per, start, max(end, start)))
     return plan_greedy(buffers).peak_bytes
 
 
