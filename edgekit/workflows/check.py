@@ -171,13 +171,13 @@ def check(model_path: str | os.PathLike, device: str, *, baseline: str | os.Path
     data: calibration samples for exporting a Keras model to int8 (synthetic ones otherwise, with a note).
     Raises BadInputError (exit 2) for an unreadable model, profile, baseline or option; never writes.
     """
-    from edgekit.budgets import parse_budget_overrides
+    from edgekit.budgets import resolve_budgets
     from edgekit.profiles import load_profile
 
     start = time.monotonic()
     path = os.fspath(model_path)
     profile = load_profile(device)
-    limits = profile.budgets.with_overrides(**parse_budget_overrides(**budget_overrides)).as_dict()
+    limits = resolve_budgets(profile, **budget_overrides).as_dict()
     tol = parse_tolerance(tolerance)
     base = read_baseline(baseline) if baseline is not None else None
     if base is not None and base["device"] not in (None, profile.name):
