@@ -97,7 +97,8 @@ def distill_model(teacher_or_path, data, *, val=None, width: float | None = None
                   attention_weight: float | None = None, epochs: int = 20, batch_size: int = 64,
                   learning_rate: float = 1e-3, patience: int = 5, seed: int = 0, task: str = "auto",
                   verbose: int = 0, trust: bool = False, out: str | os.PathLike | None = None,
-                  log: Callable[[str], None] | None = None) -> DistillOutcome:
+                  log: Callable[[str], None] | None = None, strategy=None, augment: str = "none",
+                  mixup: float = 0.0) -> DistillOutcome:
     """Build a student, distil the teacher into it, and (with `out`) save it atomically.
 
     Args:
@@ -117,11 +118,17 @@ def distill_model(teacher_or_path, data, *, val=None, width: float | None = None
             attention_weight are given).
         task: 'auto', 'classification', 'binary' (sigmoid outputs) or 'regression'.
         verbose: Keras progress (0 quiet, 1 bar, 2 a line per epoch). log: called with status lines.
+        strategy: 'none', 'mirrored' or 'multiworker' (TF_CONFIG; edgekit.distill.strategy); under multiworker
+            only the chief worker saves `out` (out_path is None on the others).
+        augment, mixup: consistent augmentation and mixup for edgekit.distill.distill ('none' / 0: off).
     Raises:
         BadInputError (and subclasses): one line naming the file, option or layer at fault.
     """
     from edgekit.distill import distill
+    from edgekit.distill.strategy import activate, is_chief
 
+    if strategy is not None:
+        activate(strategy)  # before any model is built: a multi-worker setup must come first in the process
     _check_choice(width, student, family, target_macs, macs_ratio)
     say = log or (lambda _message: None)
     teacher, teacher_path = _load_teacher(teacher_or_path, trust)
@@ -143,11 +150,13 @@ def distill_model(teacher_or_path, data, *, val=None, width: float | None = None
     hint = hint_weight if hint_weight is not None else (FEATURE_HINT_WEIGHT if features else 0.0)
     attention = attention_weight if attention_weight is not None else (
         FEATURE_ATTENTION_WEIGHT if features else 0.0)
-    result = distill(teacher, model, train.x, train.y, validation.x, validation.y, temperature=temperature,
+    result = distill(teacher, model, *_xy(train), *_xy(validation), temperature=temperature,
                      alpha=alpha, hint_weight=hint, attention_weight=attention, epochs=epochs,
                      batch_size=batch_size, learning_rate=learning_rate, patience=patience, seed=seed,
-                     verbose=verbose, task=task)
+                     verbose=verbose, task=task, augment=augment, mixup=mixup)
     notices.extend(result.notices)
+    if out is not None and not is_chief():
+        out = None  # a non-chief worker of a multi-worker run: the chief writes the student
     if out is not None:
         from edgekit.model_io import save_model
 
@@ -155,7 +164,7 @@ def distill_model(teacher_or_path, data, *, val=None, width: float | None = None
     return DistillOutcome(
         student=model, student_source=source, teacher_macs=teacher_cost.macs, teacher_params=teacher_cost.params,
         student_macs=student_cost.macs, student_params=student_cost.params,
-        teacher_accuracy=accuracy(teacher, validation.x, validation.y, result.task),
+        teacher_accuracy=accuracy(teacher, *_xy(validation, in_memory=True), result.task),
         student_accuracy=result.val_metrics.get("accuracy"),
         student_initial_accuracy=result.initial_val_metrics.get("accuracy"),
         agreement=result.val_metrics.get("agreement"), task=result.task, best_epoch=result.best_epoch,
@@ -250,24 +259,44 @@ def _datasets(data, val, teacher, seed: int):
     notices = list(train.notices)
     if val is None:
         total = len(train)
-        train, validation = data_mod.split(train, seed=seed)
+        train, validation = train.split(seed=seed) if _streamed(train) else data_mod.split(train, seed=seed)
         notices.append(f"no validation data: held out {len(validation)} of {total} samples of {_name(train)}")
     else:
         validation = _dataset(val, input_shape, "val")
         notices.extend(validation.notices)
     for dataset in (train, validation):
-        _check_against_teacher(dataset, teacher)
-    if (train.y is None) != (validation.y is None):
+        _check_against_teacher(dataset.sample() if _streamed(dataset) else dataset, teacher)
+    if _labelled(train) != _labelled(validation):
         raise BadInputError(f"{_name(train)} and {_name(validation)}: give labels (y) in both or in neither")
     return train, validation, notices
 
 
 def _dataset(value, input_shape: tuple, role: str):
-    from edgekit.data import as_dataset
+    """A Dataset, or a StreamSource for TFRecords, .npz shard folders and large files (edgekit.data.open_data)."""
+    from edgekit.data import open_data
 
     if value is None:
         raise BadInputError(f"{role}: no data given; pass a .npz/.npy path, a folder of images or arrays")
-    return as_dataset(value, input_shape, role)
+    return open_data(value, input_shape, role)
+
+
+def _streamed(dataset) -> bool:
+    from edgekit.data.stream import StreamSource
+
+    return isinstance(dataset, StreamSource)
+
+
+def _labelled(dataset) -> bool:
+    return dataset.has_labels if _streamed(dataset) else dataset.y is not None
+
+
+def _xy(dataset, in_memory: bool = False):
+    """(x, y) to pass on: a stream as itself (it carries its labels), or its bounded sample when `in_memory`."""
+    if _streamed(dataset):
+        if not in_memory:
+            return dataset, None
+        dataset = dataset.sample()
+    return dataset.x, dataset.y
 
 
 def _check_against_teacher(dataset, teacher) -> None:

@@ -13,13 +13,21 @@ from edgekit.workflows.fit.attempts import Attempt
 from edgekit.workflows.fit.progress import Progress
 from edgekit.workflows.fit.workspace import Workspace
 
+# The held-out samples a streamed fit keeps in memory (scoring candidates, the teacher, the int8 model).
+VAL_SAMPLE_BYTES = 32 << 20
+
 
 @dataclass(frozen=True)
 class Data:
+    """Arrays every stage may read. With streamed data (edgekit.data.stream) x_train / y_train are a bounded
+    sample of the training part (planning, calibration, QAT), x_val / y_val a bounded sample of the held-out
+    part, and `train_stream` the whole training part, which only the final distillation reads (streamed)."""
+
     x_train: np.ndarray
     y_train: np.ndarray | None
     x_val: np.ndarray
     y_val: np.ndarray | None
+    train_stream: object | None = None
 
 
 @dataclass(frozen=True)
@@ -66,9 +74,12 @@ class Round:
 
 
 def load_fit_data(data, val, model, seed: int) -> Data:
-    from edgekit.data import as_dataset, split
+    from edgekit.data import as_dataset, open_data, split
+    from edgekit.data.stream import StreamSource
 
-    train = as_dataset(data, model.input_shape, "data")
+    train = open_data(data, model.input_shape, "data")
+    if isinstance(train, StreamSource):
+        return _streamed_fit_data(train, val, model, seed)
     if len(train.x) < 10:
         raise BadInputError(f"{getattr(train, 'source', 'data')}: only {len(train.x)} samples; fit needs at least "
                             "a few hundred to calibrate and retrain")
@@ -81,6 +92,33 @@ def load_fit_data(data, val, model, seed: int) -> Data:
             truth = truth.subset(split(dataclasses.replace(train, x=np.arange(len(train.x))), seed=seed)[1].x)
         train, held = split(train, seed=seed)
     return Data(train.x, train.y, held.x, held.y if truth is None else truth)
+
+
+def _streamed_fit_data(train, val, model, seed: int) -> Data:
+    """Data for a streamed training source: nothing is loaded whole (see Data)."""
+    from edgekit.data import open_data
+    from edgekit.data.stream import StreamSource
+
+    if train.num_samples < 10:
+        raise BadInputError(f"{train.source}: only {train.num_samples} samples; fit needs at least a few hundred to "
+                            "calibrate and retrain")
+    if val is None:
+        train, held = train.split(seed=seed)
+    else:
+        held = open_data(val, model.input_shape, "val")
+    held = held.sample(VAL_SAMPLE_BYTES) if isinstance(held, StreamSource) else held
+    sample = train.sample()
+    return Data(sample.x, sample.y, held.x, held.y, train_stream=train)
+
+
+def training_input(ctx: Context) -> tuple:
+    """(x, y) the final distillation trains on: the whole streamed training part, its teacher logits cached
+    in the work folder (edgekit.distill.teacher_cache), or the training arrays."""
+    data, labels = ctx.data, ctx.task.training_labels
+    if data.train_stream is None:
+        return data.x_train, labels(data.y_train)
+    stream = data.train_stream.with_cache_dir(ctx.workspace.path("teacher_logits"))
+    return (stream if labels(data.y_train) is not None else stream.without_labels()), None
 
 
 def _detection_truth(source, n: int, model):
