@@ -11,6 +11,7 @@ import json
 
 import click
 
+from edgekit.cli.options import augment_option, strategy_option
 from edgekit.distill.families import CHOICES as FAMILY_CHOICES
 from edgekit.errors import BadInputError
 
@@ -54,7 +55,8 @@ def _check_student_choice(width, student, family, target_macs, macs_ratio, depth
 @click.command("distill")
 @click.argument("teacher", type=click.Path())
 @click.option("--data", required=True, type=click.Path(),
-              help="Training data: .npz (x, optional y), .npy (x) or a folder of images in class sub-folders.")
+              help="Training data: .npz (x, optional y), .npy (x), a folder of images in class sub-folders, "
+              ".tfrecord files or a folder of .npz shards (the last two, and files over 256 MiB, are streamed).")
 @click.option("--val", type=click.Path(), help="Validation data (default: 10% of --data held out).")
 @click.option("--width", type=float, help="Student = the teacher with every layer's channels times this "
               "(e.g. 0.5: about 25% of the MACs).")
@@ -84,9 +86,13 @@ def _check_student_choice(width, student, family, target_macs, macs_ratio, depth
               "never the teacher's path.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the summary.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+@augment_option("none", "")
+@click.option("--mixup", type=float, default=0.0, show_default=True,
+              help="Mixup of inputs and labels, Beta(alpha, alpha) with this alpha (0: off); the teacher labels it.")
+@strategy_option
 def command(teacher, data, val, width, student, family, target_macs, macs_ratio, depth, fresh_weights, temperature,
             alpha, features, epochs, batch_size, learning_rate, patience, seed, task, trust_model, out,
-            as_json, quiet) -> None:
+            as_json, quiet, strategy="none", augment="none", mixup=0.0) -> None:
     """Distil TEACHER into a smaller student and write it to --out.
 
     Pick the student with exactly one of --width, --student or --family. Accuracies are measured on the
@@ -101,13 +107,15 @@ def command(teacher, data, val, width, student, family, target_macs, macs_ratio,
             click.echo(message, err=True)
 
     # Keras writes its per-epoch lines to stdout: keep stdout for the result (and clean for --json).
-    with contextlib.redirect_stdout(EpochLines(log)):
+    from edgekit.distill.strategy import lost_worker_errors
+
+    with lost_worker_errors(), contextlib.redirect_stdout(EpochLines(log)):
         outcome = distill_model(
             teacher, data, val=val, width=width, student=student, family=family, target_macs=count,
             macs_ratio=share if share is not None else macs_ratio, depth=depth, inherit_weights=not fresh_weights,
             temperature=temperature, alpha=alpha, features=features, epochs=epochs, batch_size=batch_size,
             learning_rate=learning_rate, patience=patience, seed=seed, task=task, verbose=0 if quiet else 2,
-            trust=trust_model, out=out, log=log)
+            trust=trust_model, out=out, log=log, strategy=strategy, augment=augment, mixup=mixup)
     if as_json:
         click.echo(json.dumps(outcome.as_dict(), indent=2))
     else:
@@ -172,4 +180,4 @@ def _print_summary(outcome) -> None:
         click.echo("feature pairs (student <- teacher): " + ", ".join(f"{s} <- {t}" for s, t in outcome.hint_pairs))
     for notice in outcome.notices:
         click.echo(f"note: {notice}")
-    click.echo(f"wrote {outcome.out_path}")
+    click.echo(f"wrote {outcome.out_path}" if outcome.out_path else "not written: not the chief worker")

@@ -18,7 +18,8 @@ from edgekit.distill.result import DistillResult
 def distill(teacher, student, x_train, y_train=None, x_val=None, y_val=None, *, temperature: float = 4.0,
             alpha: float = 0.1, hint_weight: float = 0.0, attention_weight: float = 0.0, hint_pairs=None,
             epochs: int = 20, batch_size: int = 64, learning_rate: float = 1e-3, patience: int = 5,
-            seed: int = 0, verbose: int = 1, task: str = "auto", lr_schedule: str = "cosine") -> DistillResult:
+            seed: int = 0, verbose: int = 1, task: str = "auto", lr_schedule: str = "cosine", augment: str = "none",
+            mixup: float = 0.0, flip: bool = False, strategy=None) -> DistillResult:
     """Train `student` to mimic `teacher`; returns the student with its best validation weights restored.
 
     Loss (classification): alpha * CE(y, s) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T)),
@@ -42,6 +43,13 @@ def distill(teacher, student, x_train, y_train=None, x_val=None, y_val=None, *, 
             stderr (edgekit.distill.epoch_progress).
         task: 'auto', 'classification', 'binary' (sigmoid outputs) or 'regression'.
         lr_schedule: 'cosine' (decay over all epochs) or 'plateau' (halve on a val-loss plateau).
+        augment: 'none', 'auto' (the kind from the input shape), 'signal', 'image' or 'spectrogram': each
+            training batch is augmented in the training step (edgekit.distill.augment) and the teacher labels
+            the augmented batch (consistent teaching); teacher outputs are cached only with 'none'.
+        mixup: Beta(mixup, mixup) mixup of inputs and labels on top of `augment` (0: off).
+        flip: also mirror images left-right (augment='image' only; not for digits or text).
+        strategy: None (the process's `edgekit.distill.strategy.activate`d one, else none), 'none', 'mirrored',
+            'multiworker' (TF_CONFIG) or a tf.distribute strategy; batch_size stays the global batch.
     Raises:
         BadInputError / UnsupportedModelError: one line naming the argument or layer at fault.
     """
@@ -50,7 +58,8 @@ def distill(teacher, student, x_train, y_train=None, x_val=None, y_val=None, *, 
     return distill_models(teacher, student, x_train, y_train, x_val, y_val, temperature=temperature, alpha=alpha,
                           hint_weight=hint_weight, attention_weight=attention_weight, hint_pairs=hint_pairs,
                           epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
-                          seed=seed, verbose=verbose, task=task, lr_schedule=lr_schedule)
+                          seed=seed, verbose=verbose, task=task, lr_schedule=lr_schedule, augment=augment,
+                          mixup=mixup, flip=flip, strategy=strategy)
 
 
 __all__ = ["DistillResult", "distill"]

@@ -14,6 +14,7 @@ import numpy as np
 
 import edgekit.data as data_mod
 from edgekit._tf import tensorflow, tf_keras
+from edgekit.distill.augment import Augmentation, augment_batch, resolve_augmentation
 from edgekit.distill.features import (
     LogOfProbabilities,
     auto_hint_pairs,
@@ -23,6 +24,7 @@ from edgekit.distill.features import (
     named_hint_pairs,
     tap_model,
 )
+from edgekit.distill.inputs import StreamedInput, is_stream, split_input, stream_dataset, streamed_input
 from edgekit.distill.losses import (
     attention_loss,
     binary_loss,
@@ -32,6 +34,7 @@ from edgekit.distill.losses import (
     regression_loss,
 )
 from edgekit.distill.result import DistillResult
+from edgekit.distill.strategy import Replicas
 from edgekit.errors import BadInputError, UnsupportedModelError
 
 tf = tensorflow()
@@ -51,8 +54,11 @@ class Distiller(keras.Model):
     """
 
     def __init__(self, teacher_tap, student, student_tap, *, task: str, temperature: float, alpha: float,
-                 hint_pairs=(), hint_weight: float = 0.0, attention_weight: float = 0.0, labelled: bool = False):
+                 hint_pairs=(), hint_weight: float = 0.0, attention_weight: float = 0.0, labelled: bool = False,
+                 augmentation: Augmentation | None = None, augment_seed: int = 0):
         super().__init__(name="distiller")
+        # edgekit.distill.augment: training batches augmented in train_step, the teacher run on them (consistent)
+        self.augmentation, self.augment_seed = augmentation or Augmentation(), int(augment_seed)
         if task not in TASKS:
             raise BadInputError(f"task must be one of {TASKS} or 'auto', got {task!r}")
         self.teacher_tap, self.student, self.student_tap = teacher_tap, student, student_tap
@@ -85,12 +91,21 @@ class Distiller(keras.Model):
         return bool(self.hint_pairs) and (self.hint_weight > 0 or self.attention_weight > 0)
 
     def train_step(self, batch):
+        batch = self._augmented(batch)
         with tf.GradientTape() as tape:
             terms = self._terms(batch, training=True)
         grads = tape.gradient(terms["loss"], self.student_variables)
         self.optimizer.apply_gradients(
             [(g, v) for g, v in zip(grads, self.student_variables) if g is not None])
         return self._update(terms, batch["x"])
+
+    def _augmented(self, batch):
+        """The batch augmented, without cached teacher outputs: the teacher labels what the student sees."""
+        if not self.augmentation.active:
+            return batch
+        seed = tf.stack([tf.constant(self.augment_seed, tf.int64), tf.cast(self.optimizer.iterations, tf.int64)])
+        x, y = augment_batch(batch["x"], batch.get("y"), self.augmentation, seed)
+        return {"x": x} if y is None else {"x": x, "y": y}
 
     def test_step(self, batch):
         return self._update(self._terms(batch, training=False), batch["x"])
@@ -141,7 +156,7 @@ class Distiller(keras.Model):
 def distill_models(teacher, student, x_train, y_train=None, x_val=None, y_val=None, *, temperature=4.0,
                    alpha=0.1, hint_weight=0.0, attention_weight=0.0, hint_pairs=None, epochs=20, batch_size=64,
                    learning_rate=1e-3, patience=5, seed=0, verbose=1, task="auto",
-                   lr_schedule="cosine") -> DistillResult:
+                   lr_schedule="cosine", augment="none", mixup=0.0, flip=False, strategy=None) -> DistillResult:
     """See `edgekit.distill.distill` for the arguments."""
     _check_arguments(teacher, student, temperature, alpha, hint_weight, attention_weight, epochs, batch_size,
                      patience, lr_schedule)
@@ -152,7 +167,7 @@ def distill_models(teacher, student, x_train, y_train=None, x_val=None, y_val=No
     if x_val is None:
         if y_val is not None:
             raise BadInputError("y_val given without x_val")
-        train, val = data_mod.split(train, seed=seed)
+        train, val = split_input(train, seed, data_mod.split)  # a stream: by its per-sample mask
         notices.append(f"no validation data: held out {len(val)} of {len(train) + len(val)} training samples")
     else:
         val = _arrays(x_val, y_val, declared_input or (None,) + train.x.shape[1:], "x_val", notices)
@@ -162,21 +177,28 @@ def distill_models(teacher, student, x_train, y_train=None, x_val=None, y_val=No
     out_shape = _check_same_interface(teacher, student, probe)
 
     task = _resolve_task(task, teacher, train, out_shape, notices)
+    augmentation = resolve_augmentation(augment, declared_input or (None,) + train.x.shape[1:], mixup=mixup, flip=flip,
+                                        task=task)
+    notices += [augmentation.note] if augmentation.note else []
     y_train_t, y_val_t = (_targets(d.y, out_shape, task, name) for d, name in ((train, "y_train"), (val, "y_val")))
     pairs = _hint_pairs(teacher, student, hint_pairs, hint_weight, attention_weight)
     if hint_pairs and not pairs:
         notices.append("hint_pairs given but hint_weight and attention_weight are 0: no feature losses used")
-    teacher_tap = _tap(teacher, [p.teacher_layer for p in pairs], task, "teacher", probe)
-    student_tap = _tap(student, [p.student_layer for p in pairs], task, "student", probe)
-    distiller = Distiller(teacher_tap, student, student_tap, task=task, temperature=temperature, alpha=alpha,
-                          hint_pairs=pairs, hint_weight=hint_weight, attention_weight=attention_weight,
-                          labelled=train.y is not None)
-    train_ds = _dataset(distiller, train.x, y_train_t, batch_size, shuffle_seed=seed)
-    val_ds = _dataset(distiller, val.x, y_val_t, batch_size)
-    steps = int(np.ceil(len(train.x) / batch_size))
+    replicas = Replicas(strategy, teacher, student)  # copies under a tf.distribute strategy, else the models
+    with replicas.scope():
+        teacher_tap = _tap(replicas.teacher, [p.teacher_layer for p in pairs], task, "teacher", probe)
+        student_tap = _tap(replicas.student, [p.student_layer for p in pairs], task, "student", probe)
+        distiller = Distiller(teacher_tap, replicas.student, student_tap, task=task, temperature=temperature,
+                              alpha=alpha, hint_pairs=pairs, hint_weight=hint_weight, attention_weight=attention_weight,
+                              labelled=train.y is not None, augmentation=augmentation, augment_seed=seed)
+    train_ds = _dataset(distiller, train, y_train_t, batch_size, shuffle_seed=seed)
+    val_ds = _dataset(distiller, val, y_val_t, batch_size)
+    train_ds, val_ds = replicas.shard(train_ds), replicas.shard(val_ds)
+    steps = int(np.ceil(len(train) / batch_size))
     lr = (keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps), alpha=0.05)
           if lr_schedule == "cosine" else learning_rate)
-    distiller.compile(optimizer=keras.optimizers.Adam(learning_rate=lr))
+    with replicas.scope():
+        distiller.compile(optimizer=replicas.optimizer(lr))
 
     initial = distiller.evaluate(val_ds, verbose=0, return_dict=True)
     keep_best = _KeepBest(distiller, _monitor(distiller), patience, initial)
@@ -191,6 +213,7 @@ def distill_models(teacher, student, x_train, y_train=None, x_val=None, y_val=No
     history = distiller.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
                             verbose=0 if verbose == 3 else verbose)
     final = distiller.evaluate(val_ds, verbose=0, return_dict=True)
+    replicas.copy_back()
     if keep_best.best_epoch == 0:
         notices.append("no epoch improved on the student's starting validation score; its weights are kept")
     return DistillResult(
@@ -250,7 +273,10 @@ def _monitor(distiller: Distiller) -> str:
     return "val_loss"
 
 
-def _dataset(distiller: Distiller, x, y, batch_size: int, shuffle_seed: int | None = None):
+def _dataset(distiller: Distiller, data, y, batch_size: int, shuffle_seed: int | None = None):
+    if isinstance(data, StreamedInput):  # edgekit.distill.inputs: batches streamed, teacher logits on disk
+        return stream_dataset(distiller, data, y, batch_size, shuffle_seed)
+    x = data.x
     batch = {"x": x}
     if y is not None:
         batch["y"] = y
@@ -361,6 +387,8 @@ def _declared_input_shape(model) -> tuple | None:
 
 
 def _arrays(x, y, model_input_shape, name: str, notices: list):
+    if is_stream(x):  # a StreamSource: a small sample in memory, batches streamed (edgekit.distill.inputs)
+        return streamed_input(x, y, model_input_shape, name, notices)
     if isinstance(x, data_mod.Dataset):
         x, y = x.x, x.y if y is None else y
     dataset = data_mod.from_arrays(x, y, model_input_shape=model_input_shape, source=name)

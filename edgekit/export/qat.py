@@ -40,13 +40,15 @@ class QatResult:
 
 def quantize_aware(model, x: np.ndarray, y: np.ndarray | None = None, *, epochs: int = 2, batch_size: int = 64,
                    learning_rate: float = QAT_LEARNING_RATE, preserve_sparsity: bool | None = None,
-                   seed: int = 0) -> QatResult:
+                   seed: int = 0, strategy=None) -> QatResult:
     """Wrap `model` for quantization-aware training and fine-tune it for `epochs` on (x, y).
 
     y None fine-tunes towards the original model's outputs. preserve_sparsity None: on when the model
-    has kernels that are at least 30 % zeros. `model` is not modified.
+    has kernels that are at least 30 % zeros. `model` is not modified. strategy: a tf.distribute strategy or
+    its name (None: the process's active one, edgekit.distill.strategy); the wrapped model is built under it.
     """
     from edgekit._tf import tf_keras
+    from edgekit.distill.strategy import resolve, scope
     from edgekit.export.sparse import is_sparse
     from edgekit.prune.training import fine_tune
 
@@ -62,14 +64,17 @@ def quantize_aware(model, x: np.ndarray, y: np.ndarray | None = None, *, epochs:
     notes += fold_notes
     masks = _zero_masks(folded) if preserve_sparsity else {}
     configs = _custom_configs()
-    annotated = keras.models.clone_model(folded, clone_function=lambda layer: _annotate(layer, configs))
+    strategy = resolve(strategy)
+    with scope(strategy):  # variables created here are mirrored: fine_tune then trains across the replicas
+        annotated = keras.models.clone_model(folded, clone_function=lambda layer: _annotate(layer, configs))
     annotated.set_weights(folded.get_weights())
     scheme = None
     if preserve_sparsity:
         scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
         notes.append("sparsity preserved: tfmot prune-preserving QAT scheme, zero masks re-applied every step")
     try:
-        with tfmot.quantization.keras.quantize_scope({type(c).__name__: type(c) for c in configs.values()}):
+        with scope(strategy), tfmot.quantization.keras.quantize_scope(
+                {type(c).__name__: type(c) for c in configs.values()}):
             wrapped = (tfmot.quantization.keras.quantize_apply(annotated, scheme) if scheme is not None
                        else tfmot.quantization.keras.quantize_apply(annotated))
     except (RuntimeError, ValueError) as exc:
@@ -77,7 +82,7 @@ def quantize_aware(model, x: np.ndarray, y: np.ndarray | None = None, *, epochs:
         raise UnsupportedModelError(f"quantization-aware training cannot wrap {model.name!r}: {first}") from exc
     callbacks = [_MaskKeeper(wrapped, masks)] if masks else []
     fine_tune(wrapped, np.asarray(x, np.float32), y, epochs=epochs, batch_size=batch_size,
-              learning_rate=learning_rate, teacher=model, callbacks=callbacks, seed=seed)
+              learning_rate=learning_rate, teacher=model, callbacks=callbacks, seed=seed, strategy=strategy)
     return QatResult(wrapped, epochs, bool(preserve_sparsity), tuple(notes))
 
 

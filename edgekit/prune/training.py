@@ -77,9 +77,13 @@ def taylor_objective(model, x: np.ndarray, y: np.ndarray | None):
 
 
 def fine_tune(model, x: np.ndarray, y: np.ndarray | None, *, epochs: int, batch_size: int = 64,
-              learning_rate: float = 1e-3, teacher=None, callbacks=(), seed: int = 0) -> None:
-    """Train `model` in place for `epochs` on (x, y); y None: on `teacher`'s outputs (required then)."""
+              learning_rate: float = 1e-3, teacher=None, callbacks=(), seed: int = 0, strategy=None) -> None:
+    """Train `model` in place for `epochs` on (x, y); y None: on `teacher`'s outputs (required then).
+
+    strategy: a tf.distribute strategy or its name; None uses the process's active one (edgekit.distill.strategy).
+    """
     from edgekit._tf import tf_keras
+    from edgekit.distill.strategy import fit_arrays, scope, training_copy
 
     keras = tf_keras()
     if epochs <= 0:
@@ -90,8 +94,10 @@ def fine_tune(model, x: np.ndarray, y: np.ndarray | None, *, epochs: int, batch_
         y = teacher.predict(x, verbose=0, batch_size=256)
     loss, metrics = fit_objective(model, y)
     keras.utils.set_random_seed(seed)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
-    model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=list(callbacks))
+    with training_copy(model, strategy, callbacks) as (work, distributed):
+        with scope(distributed):
+            work.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
+        fit_arrays(work, x, y, distributed, epochs=epochs, batch_size=batch_size, seed=seed, callbacks=callbacks)
 
 
 def evaluate(model, x: np.ndarray, y: np.ndarray | None, teacher=None) -> Metric:
