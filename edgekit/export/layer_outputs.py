@@ -190,7 +190,12 @@ def layer_errors(model, tflite_bytes: bytes, x: np.ndarray, runtime: str = "lite
     """Error of each matched layer's TFLite tensor and of the final output vs the Keras model, worst first."""
     matched, unmatched = match_tensors(model, tflite_bytes)
     reference = keras_layer_outputs(model, x, [t.layer for t in matched])
-    values, final = tflite_intermediates(tflite_bytes, x, [t.tensor_index for t in matched], runtime)
+    from edgekit.runners.isolated import call_isolated
+
+    # the interpreter runs in the isolated worker: a kernel that aborts becomes UnsupportedModelError
+    values, final = call_isolated(tflite_intermediates, tflite_bytes, x, [t.tensor_index for t in matched], runtime,
+                                  what=f"a {len(tflite_bytes)} byte model", stage=f"per-layer run on {runtime}",
+                                  timeout_s=600.0)
     keras_final = np.asarray(model.predict(np.asarray(x, np.float32), batch_size=64, verbose=0), np.float32)
     named = [(t.layer, error_stats(reference[t.layer], values[t.tensor_index])) for t in matched]
     by_layer = {t.layer: t for t in matched}

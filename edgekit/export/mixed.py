@@ -3,28 +3,27 @@
     >>> plan = choose_mixed(model, x_train, x_val, runtime="tflm", profile=load_profile("stm32h743"))  # doctest: +SKIP
     >>> [(c.layer, c.precision) for c in plan.choices], plan.size_bytes - plan.int8_size_bytes       # doctest: +SKIP
 
-The per-layer recipes are applied with Google's ai-edge-quantizer (AEQ) to the model's float .tflite:
-a static int8 or int16 activation config per layer (int8 weights, per channel), nothing for a float
-layer; AEQ inserts the QUANTIZE / DEQUANTIZE ops between layers of different precision and keeps the
-model's input and output float32. AEQ's recipes select ops by a regular expression over the op's output
-tensor name; the converter names those tensors `<model>/<layer>/...` (see edgekit.export.layer_outputs),
-so `^[^;/]+/<layer>/` selects exactly one top-level layer's ops. Ops whose tensor names no layer (the
-converter names the model's last op `StatefulPartitionedCall:0`) take the default, int8.
+The per-layer models are built by ai-edge-quantizer recipes (edgekit.export.aeq_recipes: a regex per
+layer over the converter's tensor names, int8 weights per channel, QUANTIZE / DEQUANTIZE between layers of
+different precision, float32 input and output). Per-layer 16x8 first failed because edgekit's calibration
+ranges covered the weights too, which AEQ then quantised per-tensor; aeq_recipes says more.
 
 Choosing (`choose_mixed`): the all-int8 model's final-output error is measured on the target runtime;
-each layer's sensitivity is the output SNR when only that layer is float (everything else int8), the
-isolation QuantizationDebugger's selective quantisation uses. While the output is worse than
-`max_relative_rms`, the most sensitive remaining layer is raised to int16x8, or to float32 when 16x8 does
-not gain, keeping a change only if it helps. Kernels are not assumed: every candidate model is loaded
-and run by the target runtime's real interpreter (LiteRT, or TFLite Micro), and a precision that runtime
-refuses for a layer is skipped and said.
+each layer's sensitivity is the output SNR when only that layer and its readers are float (everything else
+int8), the isolation QuantizationDebugger's selective quantisation uses. While the output is worse than
+`max_relative_rms`, the most sensitive remaining layer (alone, then with the layers reading its output: a
+tensor is rounded where its reader reads it) is raised to int16x8, else to float32, keeping a change only
+if it gains; a last pass lowers each raised layer again where the error stays within the target. Only
+precisions whose kernels the runtime has for every op of the layer are tried (edgekit.export.kernel_probe
+runs one tiny model per op type on the real interpreter), every candidate runs on the target runtime in
+the isolated worker, and candidates over `max_size_bytes` / the cost model's `max_latency_ms` are skipped.
+Every layer's sensitivity is measured on LiteRT (a ranking only: its float kernels cover every op).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -32,12 +31,15 @@ import numpy as np
 
 from edgekit.costmodel.sensitivity import ErrorStats, error_stats
 from edgekit.errors import BadInputError, UnsupportedModelError
-from edgekit.runners.base import captured_stderr
+from edgekit.export.aeq_recipes import (  # noqa: F401 - re-exported: the recipes are part of this module's API
+    CALIBRATION_SAMPLES,
+    LAYER_PRECISIONS,
+    layer_regex,
+    quantize_per_layer,
+    tensor_ranges,
+)
 
-LAYER_PRECISIONS = ("int8", "int16x8", "float32")
-_ACTIVATION_BITS = {"int8": 8, "int16x8": 16}
 DEFAULT_MAX_RELATIVE_RMS = 0.05    # final-output RMS error / RMS of the float output (SNR 26 dB)
-CALIBRATION_SAMPLES = 200
 EVALUATION_SAMPLES = 200
 MIN_GAIN_DB = 1.0                  # a raise that gains less output SNR than this is not kept
 
@@ -46,8 +48,9 @@ MIN_GAIN_DB = 1.0                  # a raise that gains less output SNR than thi
 class LayerChoice:
     layer: str
     precision: str                 # int8 | int16x8 | float32
-    alone_float_snr_db: float      # output SNR with only this layer float (higher = more sensitive layer)
+    alone_float_snr_db: float      # output SNR with only this layer (and readers) float: higher = more sensitive
     note: str = ""
+    ops: tuple[str, ...] = ()      # the TFLite op types of the layer
 
 
 @dataclass(frozen=True)
@@ -74,97 +77,6 @@ class MixedPlan:
         return {c.layer: c.precision for c in self.choices if c.precision != "int8"}
 
 
-def layer_regex(layer: str, tensor_name: str | None = None) -> str:
-    """The AEQ scope regex selecting the ops of one top-level Keras layer (or exactly `tensor_name`, for the
-    output layer whose tensor the converter names `StatefulPartitionedCall:0`). AEQ's scope of an op is its
-    output tensor names, each followed by ';'."""
-    own = rf"^[^;/]+/{re.escape(layer)}/"
-    return own if tensor_name is None else rf"(?:{own}|^{re.escape(tensor_name)};)"
-
-
-def quantize_per_layer(float_tflite: bytes, precisions: Mapping[str, str], calibration: np.ndarray,
-                       samples: int = CALIBRATION_SAMPLES, tensor_names: Mapping[str, str] | None = None) -> bytes:
-    """A .tflite with each named layer at its precision and every other op int8, float32 input and output.
-
-    float_tflite: the float32 conversion (edgekit.export.tflite.convert(model, "float32")).
-    calibration: float samples (N, *input) for the activation ranges (up to `samples` are used).
-    tensor_names: {layer: its output tensor's name} for layers whose tensors do not carry the layer name.
-    """
-    from ai_edge_quantizer import qtyping, quantizer
-
-    for layer, precision in precisions.items():
-        if precision not in LAYER_PRECISIONS:
-            raise BadInputError(f"layer {layer!r}: unknown precision {precision!r}; use one of "
-                                f"{', '.join(LAYER_PRECISIONS)}")
-    ops = [op for op in qtyping.TFLOperationName if op.value not in ("*", "INPUT", "OUTPUT")]
-    raised = [name for name, p in precisions.items() if p != "int8"]
-    names = dict(tensor_names or {})
-    regexes = {n: layer_regex(n, names.get(n)) for n in raised}
-    default_regex = "^(?!" + "|".join(regexes.values()) + ")" if raised else ".*"
-    configs = [(default_regex, 8)] + [(regexes[n], _ACTIVATION_BITS[precisions[n]]) for n in raised
-                                      if precisions[n] in _ACTIVATION_BITS]
-    q = quantizer.Quantizer(bytearray(float_tflite))
-    for regex, bits in configs:
-        for op in ops:
-            try:
-                q.add_static_config(regex, op, activation_num_bits=bits, weight_num_bits=8)
-            except ValueError:  # AEQ has no such config for this op: the op stays float
-                pass
-    _signature(float_tflite)
-    x = np.asarray(calibration, np.float32)[:samples]
-    try:
-        with captured_stderr(), warnings.catch_warnings():  # AEQ's progress bar and debug-mode warnings
-            warnings.simplefilter("ignore")
-            if not q.need_calibration:  # no op left to quantise: every layer stays float
-                return bytes(float_tflite)
-            calibration_result = tensor_ranges(float_tflite, x)
-            result = q.quantize(calibration_result, enable_progress_report=False)
-    except (ValueError, RuntimeError, KeyError) as exc:
-        first = " ".join(str(exc).split())[:200]
-        raise UnsupportedModelError(f"ai-edge-quantizer could not apply the per-layer recipe: {first}") from exc
-    return bytes(result.quantized_model)
-
-
-def tensor_ranges(float_tflite: bytes, x: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
-    """{tensor name: {"min", "max"}} over every sample, for every op input and output: AEQ's calibration format.
-
-    Computed here rather than by `Quantizer.calibrate`: ai-edge-quantizer 0.10 calibrates with the XNNPACK
-    delegate, whose fused intermediate tensors are not written back, and its ranges came out of one
-    sample (a 16-unit Dense layer's output range 0..28.7 where 300 samples reach 225, input +-1.3 for
-    standard-normal data); that made its int8 and 16x8 models 40 % off where the converter's were 2 %.
-    """
-    from edgekit.export.layer_outputs import _litert
-
-    interpreter = _litert(float_tflite)
-    details = {d["index"]: d for d in interpreter.get_tensor_details()}
-    wanted = sorted({int(i) for op in interpreter._get_ops_details() for i in [*op["inputs"], *op["outputs"]]
-                     if int(i) >= 0 and np.dtype(details[int(i)]["dtype"]) == np.float32})
-    in_index = interpreter.get_input_details()[0]["index"]
-    low = {i: np.inf for i in wanted}
-    high = {i: -np.inf for i in wanted}
-    for sample in np.asarray(x, np.float32):
-        interpreter.set_tensor(in_index, sample[None])
-        interpreter.invoke()
-        for i in wanted:
-            value = interpreter.get_tensor(i)
-            if value.size:
-                low[i], high[i] = min(low[i], float(value.min())), max(high[i], float(value.max()))
-    return {details[i]["name"]: {"min": np.array([[low[i]]], np.float32), "max": np.array([[high[i]]], np.float32)}
-            for i in wanted if np.isfinite(low[i])}
-
-
-def _signature(float_tflite: bytes) -> tuple[str, str]:
-    from ai_edge_litert.interpreter import Interpreter
-
-    signatures = Interpreter(model_content=bytes(float_tflite)).get_signature_list()
-    if len(signatures) != 1:
-        raise UnsupportedModelError(f"per-layer quantisation needs one signature; the model has {len(signatures)}")
-    key, io = next(iter(signatures.items()))
-    if len(io["inputs"]) != 1:
-        raise UnsupportedModelError(f"per-layer quantisation handles one input; the model has {len(io['inputs'])}")
-    return key, io["inputs"][0]
-
-
 def output_error(model_outputs: np.ndarray, tflite_bytes: bytes, x: np.ndarray, runtime: str) -> ErrorStats:
     """Final-output error of a .tflite run by `runtime` against the Keras outputs (raises if it cannot run)."""
     from edgekit.export.layer_outputs import tflite_intermediates
@@ -173,14 +85,74 @@ def output_error(model_outputs: np.ndarray, tflite_bytes: bytes, x: np.ndarray, 
     return error_stats(model_outputs.reshape(len(x), -1), final)
 
 
+def build_candidate(float_tflite: bytes, precisions: Mapping[str, str], calibration: np.ndarray,
+                    tensor_names: Mapping[str, str], reference: np.ndarray, x: np.ndarray,
+                    runtime: str) -> tuple[bytes, ErrorStats] | str:
+    """(the per-layer model, its output error on `runtime`), or why it could not be built or run; the
+    quantiser and the interpreter run in the isolated worker, so a kernel that aborts is a refusal too."""
+    from edgekit.runners.isolated import call_isolated
+
+    try:
+        return call_isolated(_build_here, float_tflite, dict(precisions), calibration, dict(tensor_names),
+                             reference, x, runtime, what=f"a {len(float_tflite)} byte model",
+                             stage=f"per-layer quantisation and {runtime} run", timeout_s=600.0)
+    except (UnsupportedModelError, BadInputError) as exc:
+        return str(exc)
+
+
+def _build_here(float_tflite, precisions, calibration, tensor_names, reference, x, runtime):
+    blob = quantize_per_layer(float_tflite, precisions, calibration, tensor_names=tensor_names)
+    return blob, output_error(reference, blob, x, runtime)
+
+
+def layer_ops(float_tflite: bytes, layers: list[str], tensor_names: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """{layer: the TFLite op types its recipe regex selects in the float model}."""
+    from edgekit.export.layer_outputs import _litert
+
+    interpreter = _litert(float_tflite)
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    scopes = [(op["op_name"], "".join(details[int(i)]["name"] + ";" for i in op["outputs"] if int(i) >= 0))
+              for op in interpreter._get_ops_details()]
+    return {layer: tuple(dict.fromkeys(name for name, scope in scopes
+                                       if re.search(layer_regex(layer, tensor_names.get(layer)), scope)))
+            for layer in layers}
+
+
+@dataclass(frozen=True)
+class _Costs:
+    """Prices a set of per-layer precisions: the cost model's latency and the budgets it must stay within."""
+
+    tables: tuple | None                 # (int8 LatencyEstimate, float32 LatencyEstimate) or None
+    max_size_bytes: int | None
+    max_latency_ms: float | None
+
+    def latency_ms(self, precisions: Mapping[str, str]) -> float | None:
+        if self.tables is None:
+            return None
+        int8, wide = self.tables
+        return int8.latency_ms + sum(wide.per_layer_ms.get(n, 0.0) - int8.per_layer_ms.get(n, 0.0)
+                                     for n, p in precisions.items() if p != "int8")
+
+    def over(self, size_bytes: int, precisions: Mapping[str, str]) -> str:
+        if self.max_size_bytes is not None and size_bytes > self.max_size_bytes:
+            return f"{size_bytes:,} B > the {self.max_size_bytes:,} B size budget"
+        ms = self.latency_ms(precisions)
+        if self.max_latency_ms is not None and ms is not None and ms > self.max_latency_ms:
+            return f"predicted {ms:.3f} ms > the {self.max_latency_ms:g} ms latency budget"
+        return ""
+
+
 def choose_mixed(model, calibration: np.ndarray, evaluation: np.ndarray, runtime: str = "litert",
                  profile=None, max_relative_rms: float = DEFAULT_MAX_RELATIVE_RMS,
-                 allowed: tuple[str, ...] = ("int16x8", "float32")) -> MixedPlan:
+                 allowed: tuple[str, ...] = ("int16x8", "float32"), max_size_bytes: int | None = None,
+                 max_latency_ms: float | None = None, whole_model_fallback: bool = True) -> MixedPlan:
     """Raise the most sensitive layers of an int8 model to int16x8 / float32 until the output error is small.
 
     model: tf_keras model; calibration / evaluation: float samples (N, *input); runtime: litert | tflm (every
-    candidate is run there); profile: a DeviceProfile whose cost model prices the latency (optional).
+    candidate is run there, only precisions whose kernels it has are tried); profile: a DeviceProfile whose
+    cost model prices the latency (optional); max_size_bytes / max_latency_ms: skip candidates over them.
     """
+    from edgekit.export.kernel_probe import supported_ops
     from edgekit.export.layer_outputs import match_tensors
     from edgekit.export.tflite import convert
 
@@ -193,14 +165,15 @@ def choose_mixed(model, calibration: np.ndarray, evaluation: np.ndarray, runtime
     matched, _ = match_tensors(model, float_bytes)
     layers = [t.layer for t in matched]
     aliases = {t.layer: t.tensor_name for t in matched if f"/{t.layer}/" not in t.tensor_name.split(";")[0]}
-    notes: list[str] = []
+    ops = layer_ops(float_bytes, layers, aliases)
+    kernels = {p: supported_ops(runtime, p, [o for names in ops.values() for o in names]) for p in allowed}
+    runnable = {n: tuple(p for p in allowed if all(kernels[p][o] is not False for o in ops[n])) for n in layers}
+    costs = _Costs(_latency_tables(model, profile) if profile is not None else None, max_size_bytes, max_latency_ms)
+    notes = [f"{runtime} has no {p} kernel for {', '.join(o for o, ok in kernels[p].items() if ok is False)}"
+             for p in allowed if any(ok is False for ok in kernels[p].values())]
 
-    def build(precisions: dict[str, str]) -> tuple[bytes, ErrorStats] | str:
-        blob = quantize_per_layer(float_bytes, precisions, calibration, tensor_names=aliases)
-        try:
-            return blob, output_error(reference, blob, x, runtime)
-        except (UnsupportedModelError, BadInputError) as exc:
-            return str(exc)
+    def build(precisions: dict[str, str], on: str = runtime):
+        return build_candidate(float_bytes, precisions, calibration, aliases, reference, x, on)
 
     base = build({})
     if isinstance(base, str):
@@ -208,21 +181,24 @@ def choose_mixed(model, calibration: np.ndarray, evaluation: np.ndarray, runtime
     int8_bytes, int8_stats = base
     groups = {layer: consumer_group(model, layer, layers) for layer in layers}
     sensitivity = {}
-    for layer in layers:
-        alone = build(dict.fromkeys(groups[layer], "float32"))
+    for layer in layers:  # a ranking only: measured on LiteRT, whose float kernels cover every op
+        alone = build(dict.fromkeys(groups[layer], "float32"), "litert")
         sensitivity[layer] = alone[1].snr_db if not isinstance(alone, str) else -math.inf
     current, stats, chosen, why = int8_bytes, int8_stats, {}, {}
     for layer in sorted(layers, key=lambda n: -sensitivity[n]):
         if stats.relative_rms <= max_relative_rms:
             break
-        trial = _first_gain(build, chosen, [layer], groups[layer], allowed, stats, runtime, why, notes)
+        trial = _first_gain(build, chosen, [[layer], groups[layer]], allowed, runnable, costs, stats, why,
+                            notes)
         if trial is not None:
             current, stats, chosen = trial
-    if stats.relative_rms > max_relative_rms and "int16x8" in allowed:
+    if chosen and stats.relative_rms <= max_relative_rms:
+        current, stats, chosen = _lower_again(build, current, stats, chosen, runnable, max_relative_rms)
+    if stats.relative_rms > max_relative_rms and "int16x8" in allowed and whole_model_fallback:
         whole = _whole_model_16x8(model, calibration, reference, x, runtime)
         if isinstance(whole, str):
             notes.append(f"whole-model int16x8: {whole}")
-        elif whole[1].snr_db >= stats.snr_db + MIN_GAIN_DB:
+        elif whole[1].snr_db >= stats.snr_db + MIN_GAIN_DB and not costs.over(len(whole[0]), {}):
             notes.append(f"per-layer recipes reached {stats.relative_rms:.1%} RMS error; the converter's whole-model "
                          f"int16x8 reaches {whole[1].relative_rms:.1%} and is used")
             current, stats = whole
@@ -230,34 +206,52 @@ def choose_mixed(model, calibration: np.ndarray, evaluation: np.ndarray, runtime
     if stats.relative_rms > max_relative_rms:
         notes.append(f"output error still {stats.relative_rms:.1%} RMS after raising {len(chosen)} of "
                      f"{len(layers)} layers (target {max_relative_rms:.1%})")
-    choices = tuple(LayerChoice(n, chosen.get(n, "int8"), sensitivity[n], why.get(n, "")) for n in layers)
-    int8_ms = mixed_ms = None
+    choices = tuple(LayerChoice(n, chosen.get(n, "int8"), sensitivity[n], why.get(n, ""), ops[n]) for n in layers)
     if profile is not None:
-        int8_ms, mixed_ms, note = predicted_latency_ms(model, profile, chosen)
-        notes.append(note)
+        notes.append(f"{profile.name}: latency from its cost model; it has no int16x8 rates, so 16x8 layers are "
+                     "priced at its float32 rate (16x8 kernels are reference code without int8's SIMD paths)")
     return MixedPlan(current, runtime, choices, int8_stats, stats, len(int8_bytes), len(float_bytes),
-                     int8_ms, mixed_ms, tuple(notes))
+                     costs.latency_ms({}), costs.latency_ms(chosen), tuple(notes))
 
 
-def _first_gain(build, chosen, alone, group, allowed, stats, runtime, why, notes):
-    """The first of (layer alone, layer and its consumers) x allowed precisions that gains MIN_GAIN_DB, or None.
-
-    A tensor's int8 rounding happens where its consumer reads it, so raising a layer often only pays
-    together with the layers that read its output.
-    """
-    sets = [alone] + ([group] if list(group) != list(alone) else [])
-    for precision in allowed:
-        for names in sets:
+def _first_gain(build, chosen, sets, allowed, runnable, costs, stats, why, notes):
+    """The first of (layer alone, layer and its readers) x precisions (16x8 before float) that gains
+    MIN_GAIN_DB within the budgets, as (bytes, stats, precisions), or None."""
+    for precision in [p for p in LAYER_PRECISIONS[1:] if p in allowed]:
+        for names in [list(s) for i, s in enumerate(sets) if i == 0 or list(s) != list(sets[0])]:
+            lacking = [n for n in names if precision not in runnable[n]]
+            if lacking:
+                why.setdefault(lacking[0], f"{precision}: no kernel on this runtime for its ops")
+                continue
             precisions = {**chosen, **{n: max(chosen.get(n, "int8"), precision, key=LAYER_PRECISIONS.index)
                                        for n in names}}
             trial = build(precisions)
             if isinstance(trial, str):
-                why[names[0]] = f"{precision} refused by {runtime}: {trial}"
+                why[names[0]] = f"{precision} refused: {trial}"
                 notes.append(f"{'+'.join(names)}: {why[names[0]]}")
-                break
+                continue
+            over = costs.over(len(trial[0]), precisions)
+            if over:
+                notes.append(f"{'+'.join(names)} at {precision}: {over}")
+                continue
             if trial[1].snr_db >= stats.snr_db + MIN_GAIN_DB:
                 return trial[0], trial[1], precisions
     return None
+
+
+def _lower_again(build, current, stats, chosen, runnable, max_relative_rms):
+    """Lower each raised layer one step (float32 -> int16x8 -> int8) while the output stays within the target."""
+    for layer in list(chosen):
+        rank = LAYER_PRECISIONS.index(chosen[layer])
+        for lower in LAYER_PRECISIONS[:rank]:
+            if lower != "int8" and lower not in runnable[layer]:
+                continue
+            precisions = {**chosen, layer: lower}
+            trial = build({n: p for n, p in precisions.items() if p != "int8"})
+            if not isinstance(trial, str) and trial[1].relative_rms <= max_relative_rms:
+                current, stats, chosen = trial[0], trial[1], {n: p for n, p in precisions.items() if p != "int8"}
+                break
+    return current, stats, chosen
 
 
 def convert_16x8(model, calibration: np.ndarray, samples: int = CALIBRATION_SAMPLES) -> bytes:
@@ -282,8 +276,11 @@ def convert_16x8(model, calibration: np.ndarray, samples: int = CALIBRATION_SAMP
 
 def _whole_model_16x8(model, calibration, reference, x, runtime) -> tuple[bytes, ErrorStats] | str:
     try:
+        from edgekit.runners.isolated import call_isolated
+
         blob = convert_16x8(model, calibration)
-        return blob, output_error(reference, blob, x, runtime)
+        return blob, call_isolated(output_error, reference, blob, x, runtime, what=f"model {model.name!r} at int16x8",
+                                   stage=f"{runtime} run", timeout_s=600.0)
     except (UnsupportedModelError, BadInputError) as exc:
         return str(exc)
 
@@ -310,18 +307,10 @@ def consumer_group(model, layer: str, layers: list[str]) -> list[str]:
     return group
 
 
-def predicted_latency_ms(model, profile, precisions: Mapping[str, str]) -> tuple[float, float, str]:
-    """(all-int8 ms, mixed ms, note) from the profile's cost model, each layer priced at its precision."""
+def _latency_tables(model, profile) -> tuple:
+    """The profile cost model's (int8, float32) estimates, per layer: 16x8 layers are priced at float32."""
     from edgekit.costmodel.latency import estimate_for_profile
     from edgekit.ir.from_keras import from_keras
 
     graph = from_keras(model)
-    by_precision = {p: estimate_for_profile(graph, profile, p) for p in ("int8", "float32")}
-    int8 = by_precision["int8"]
-    mixed = int8.latency_ms
-    for layer, precision in precisions.items():
-        rate = "float32" if precision in ("float32", "int16x8") else "int8"
-        mixed += by_precision[rate].per_layer_ms.get(layer, 0.0) - int8.per_layer_ms.get(layer, 0.0)
-    note = (f"{profile.name}: latency from its cost model; it has no int16x8 rates, so 16x8 layers are priced "
-            "at its float32 rate (16x8 kernels are reference code without int8's SIMD paths)")
-    return int8.latency_ms, mixed, note
+    return estimate_for_profile(graph, profile, "int8"), estimate_for_profile(graph, profile, "float32")
