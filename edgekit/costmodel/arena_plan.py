@@ -22,6 +22,7 @@ from edgekit.costmodel.overlap import Overlap, conv_shift_bytes, elementwise_shi
 from edgekit.costmodel.schedule import Dataflow, DataflowOp, best_order, lifetimes
 
 RASTER_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D"})
+PAD_OPS = frozenset({"PAD", "PADV2"})  # raster order too, when the exporter knows the top padding
 CONCATENATION = "CONCATENATION"  # copies slice k of every input, k = 0, 1, ...: each input streams
 ELEMENTWISE_OPS = frozenset({"ADD", "SUB", "MUL", "RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH", "LEAKY_RELU",
                              "HARD_SWISH", "QUANTIZE", "ABS", "NEG", "PRELU"})
@@ -42,6 +43,8 @@ class OpGeometry:
     same_padding: bool = False
     axis: int = -1              # CONCATENATION
     streams: bool = True        # False: this input is not the one the kernel walks (a conv's weights, ...)
+    pad_top: int | None = None  # PAD / PADV2: rows added above (None: unknown, no overlap)
+    slice_offset_bytes: int | None = None  # SLICE of a contiguous block this far into its input (None: not one)
 
 
 def overlap_shift_bytes(g: OpGeometry) -> int | None:
@@ -59,6 +62,12 @@ def overlap_shift_bytes(g: OpGeometry) -> int | None:
         rows = math.prod(g.out_shape[:axis])
         return conv_shift_bytes(rows, math.prod(g.in_shape[axis:]) * g.in_element_bytes, rows,
                                 math.prod(g.out_shape[axis:]) * g.out_element_bytes, 1, 0)
+    if g.kind == "SLICE" and g.slice_offset_bytes is not None:
+        return -g.slice_offset_bytes  # a contiguous block copied onto itself: the output sits inside the input
+    if g.kind in PAD_OPS and g.pad_top is not None and len(g.in_shape) == 3 and len(g.out_shape) == 3:
+        # the reference kernel writes the padded output in order, copying input row r - pad_top into row r
+        return conv_shift_bytes(g.in_shape[0], math.prod(g.in_shape[1:]) * g.in_element_bytes, g.out_shape[0],
+                                math.prod(g.out_shape[1:]) * g.out_element_bytes, 1, g.pad_top)
     if g.kind in RASTER_OPS and len(g.in_shape) == 3 and len(g.out_shape) == 3:
         in_rows, out_rows = g.in_shape[0], g.out_shape[0]
         pad_total = max((out_rows - 1) * g.stride + (g.kernel - 1) * g.dilation + 1 - in_rows, 0)
