@@ -32,6 +32,7 @@ import yaml
 from edgekit.budgets import Budgets
 from edgekit.errors import BadInputError
 from edgekit.precisions import DEVICE_PRECISIONS
+from edgekit.ram_regions import RamRegion, parse_ram_regions
 from edgekit.units import (
     parse_bytes,
     parse_count,
@@ -53,7 +54,8 @@ ELEMENT_OP_CLASSES = ("pooling", "elementwise")
 SOURCED_SECTIONS = ("cpu", "memory", "budgets", "power", "cost_model")
 
 _PROVENANCE_KEYS = ("source", "estimate", "note")
-_TOP_KEYS = ("name", "kind", "runtime", "description", "channel_multiple", "precisions") + SOURCED_SECTIONS
+_TOP_KEYS = ("name", "kind", "runtime", "description", "channel_multiple", "precisions") + SOURCED_SECTIONS + (
+    "ram_regions",)
 _SECTION_KEYS = {
     "cpu": ("arch", "cores", "clock_mhz", "threads", "simd") + _PROVENANCE_KEYS,
     "memory": ("ram_bytes", "flash_bytes") + _PROVENANCE_KEYS,
@@ -65,7 +67,7 @@ _SECTION_KEYS = {
         "energy_pj_per_byte", "runtime_overhead_ram_bytes", "per_inference_overhead_us",
     ) + _PROVENANCE_KEYS,
 }
-_OPTIONAL_KEYS = {"channel_multiple", "threads", "simd", "energy_pj_per_mac", "energy_pj_per_byte",
+_OPTIONAL_KEYS = {"channel_multiple", "ram_regions", "threads", "simd", "energy_pj_per_mac", "energy_pj_per_byte",
                   "per_inference_overhead_us"}
 
 
@@ -130,6 +132,7 @@ class DeviceProfile:
     sources: Mapping[str, str]  # section -> where its numbers come from
     estimated_sections: tuple[str, ...]  # sections whose numbers are (partly) derived estimates
     path: Path
+    ram_regions: tuple[RamRegion, ...] = ()  # edgekit.ram_regions; () = one RAM budget
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able values of every field (for reports)."""
@@ -310,6 +313,7 @@ class _Parser:
             sources[key], is_estimate = self.provenance(sections[key], key)
             if is_estimate:
                 estimated.append(key)
+        regions = parse_ram_regions(self, top.get("ram_regions"))  # its source text is not kept in `sources`
         runtime = self.choice(top["runtime"], "runtime", RUNTIMES)
         supported, preferred = self.precisions(sections["precisions"], runtime)
         memory = sections["memory"]
@@ -335,6 +339,7 @@ class _Parser:
             sources=MappingProxyType(sources),
             estimated_sections=tuple(estimated),
             path=self.path,
+            ram_regions=regions,
         )
 
     def name(self, raw: Any) -> str:

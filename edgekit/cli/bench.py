@@ -38,6 +38,9 @@ def command(model, runner, device, data, keras_model, threads, runs, warmup, ser
             trust_model, as_json) -> None:
     """Measure MODEL (.tflite) with one runner: latency p50/p90/p99, init time, memory; TFLM: exact arena.
 
+    MODEL may also be a TensorFlow SavedModel directory that is not Keras: it is measured as its float32
+    TFLite conversion (made in a worker process; nothing is written).
+
     Exit codes: 0 ok, 2 bad input (not a .tflite file, missing adb / device / binary, unsupported op).
     """
     from edgekit.workflows.bench import bench

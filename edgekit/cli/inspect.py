@@ -22,7 +22,11 @@ from edgekit.errors import EXIT_DOES_NOT_FIT
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def command(model: str, device: str | None, max_flash, max_ram, max_latency_ms, max_energy_mj, trust_model: bool,
             measure_arena: bool, as_json: bool) -> None:
-    """Per-layer params, MACs, bytes and TFLite ops; peak memory; with --device, each budget and whether it fits."""
+    """Per-layer params, MACs, bytes and TFLite ops; peak memory; with --device, each budget and whether it fits.
+
+    MODEL: a Keras .h5 / .keras file or SavedModel, a .tflite file, or a TensorFlow SavedModel directory that
+    is not Keras (read through its float32 TFLite conversion, made in a worker process).
+    """
     from edgekit.cli.tables import print_inspect
     from edgekit.workflows.inspect import inspect as run_inspect
 
@@ -32,6 +36,8 @@ def command(model: str, device: str | None, max_flash, max_ram, max_latency_ms, 
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         print_inspect(result)
+        if result.regions is not None:  # profiles with RAM regions: where the predicted arena goes, per region
+            click.echo(result.regions.note())
         _print_arena_steps(result.arena_steps)
     if result.fits is False:
         sys.exit(EXIT_DOES_NOT_FIT)

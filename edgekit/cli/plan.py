@@ -36,12 +36,16 @@ from edgekit.cli.options import budget_options
 @click.option("--no-students", is_flag=True, help="Consider only the model itself and pruned versions of it.")
 @click.option("--trust-model", is_flag=True, help="Allow code stored in the model (Lambda, custom layers) to run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object (the plan.json content).")
+@click.option("--no-memory-opt", is_flag=True, help="TFLM devices: predict the arena without edgekit's memory "
+              "optimisation (operator order, offline plan), as `export/fit --no-memory-opt` build it.")
 def command(model, device, max_flash, max_ram, max_latency_ms, max_energy_mj, data, val_data, out, margin,
-            accuracy_tolerance, importance, n_evaluate, epochs, no_students, trust_model, as_json) -> None:
+            accuracy_tolerance, importance, n_evaluate, epochs, no_students, trust_model, as_json,
+            no_memory_opt=False) -> None:
     """Plan how MODEL fits --device: precision, channels per layer or a student, each budget predicted.
 
     Budgets are the profile's, with --max-* overrides. The plan is written to --out (plan.json). Exit codes:
     0 a plan fits; 2 bad input; 3 no candidate fits (the message names the binding budget; nothing written).
+    A TensorFlow SavedModel directory that is not Keras gets a precision-only plan (no pruning or students).
     """
     from edgekit.errors import BadInputError
     from edgekit.planner.plan_json import write_plan
@@ -53,7 +57,7 @@ def command(model, device, max_flash, max_ram, max_latency_ms, max_energy_mj, da
     result = plan(model, device, data=data, val_data=val_data, margin=margin, accuracy_tolerance=accuracy_tolerance,
                   importance=importance, students=not no_students, evaluate=n_evaluate, epochs=epochs,
                   trust=trust_model, progress=progress, max_flash=max_flash, max_ram=max_ram,
-                  max_latency_ms=max_latency_ms, max_energy_mj=max_energy_mj)
+                  max_latency_ms=max_latency_ms, max_energy_mj=max_energy_mj, memory_opt=not no_memory_opt)
     write_plan(result, out)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

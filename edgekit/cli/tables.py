@@ -56,4 +56,6 @@ def print_inspect(result: InspectResult) -> None:
     console.print(budget_table)
     if result.fits is False:
         over = [BUDGET_LABELS[c.budget] for c in result.checks if c.fits is False]
+        if getattr(result, "regions", None) is not None and not result.regions.fits:
+            over.append("RAM region")
         console.print(f"[red]does not fit {p.name}: over the {', '.join(over)} budget[/red] (exit code 3)")

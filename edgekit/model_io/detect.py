@@ -76,6 +76,14 @@ def is_tflite_file(path) -> bool:
         return False
 
 
+def is_plain_saved_model(path) -> bool:
+    """Whether `path` is a TensorFlow SavedModel directory without Keras metadata (e.g. a saved tf.Module)."""
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isdir(path):
+        return False
+    return (os.path.isfile(os.path.join(path, "saved_model.pb"))
+            and not os.path.isfile(os.path.join(path, "keras_metadata.pb")))
+
+
 def _detect_file(label: str) -> DetectedModel:
     extension = os.path.splitext(label)[1].lower()
     try:

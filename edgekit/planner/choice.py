@@ -99,7 +99,8 @@ def decide(model: str, graph: Graph, profile, budgets, candidates: Sequence[Cand
         raise DoesNotFitError(impossible_message(candidates, limits, graph, profile))
     order = precision_order(profile)
     chosen, reasons = _choose(candidates, order, options, baseline_accuracy)
-    bases = {k: basis for k, (_, basis) in predicted_costs(analyze_graph(graph), profile, chosen.precision).items()}
+    bases = {k: basis for k, (_, basis) in predicted_costs(analyze_graph(graph), profile, chosen.precision,
+                                                           memory_opt=options.memory_opt).items()}
     all_limits = budgets.as_dict() if hasattr(budgets, "as_dict") else dict(budgets)
     lines = tuple(BudgetLine(k, all_limits.get(k), chosen.predicted[k], bases[k],
                              margin=options.margin) for k in BUDGET_KEYS)

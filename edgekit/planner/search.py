@@ -80,11 +80,12 @@ def lean_analysis(graph: Graph, profile, precision: str) -> Analysis:
         tflm_arena=estimate_tflm_arena(graph) if tflm else None, unsupported={})
 
 
-def cost_fn(profile, precision: str) -> Callable[[Graph], dict[str, float]]:
-    """graph -> {budget key: predicted value} at `precision` on `profile` (`budgets.predicted_costs`)."""
+def cost_fn(profile, precision: str, memory_opt: bool = True) -> Callable[[Graph], dict[str, float]]:
+    """graph -> {budget key: predicted value} at `precision` on `profile` (`budgets.predicted_costs`);
+    memory_opt: the TFLM arena with edgekit's memory plan, as the export applies it by default."""
     def costs(graph: Graph) -> dict[str, float]:
         return {k: v for k, (v, _) in predicted_costs(lean_analysis(graph, profile, precision), profile,
-                                                      precision).items()}
+                                                      precision, memory_opt=memory_opt).items()}
     return costs
 
 
@@ -118,7 +119,8 @@ def make_candidate(kind: str, description: str, precision: str, graph: Graph, co
 def original_candidates(graph: Graph, profile, budgets, options: PlannerOptions) -> tuple[Candidate, ...]:
     limits = limits_of(budgets)
     layers = layer_widths(None, graph)
-    return tuple(make_candidate("original", "the model as it is", p, graph, cost_fn(profile, p)(graph), limits,
+    return tuple(make_candidate("original", "the model as it is", p, graph,
+                                cost_fn(profile, p, options.memory_opt)(graph), limits,
                                 options.margin, layers=layers) for p in precision_order(profile))
 
 
@@ -134,7 +136,7 @@ def pruning_candidates(groups: ChannelGroups, scores: Mapping[int, np.ndarray], 
     out, notes = [], []
     fitted: dict[str, dict[str, float]] = {}  # precision pruned to fit -> its original's costs
     for precision in precision_order(profile):
-        fn = cost_fn(profile, precision)
+        fn = cost_fn(profile, precision, options.memory_opt)
         original = fn(groups.graph)
         dominant = next((p for p, c in fitted.items() if all(c[k] <= original[k] for k in limits)), None)
         if dominant is not None:
@@ -209,8 +211,8 @@ def student_candidate(spec: StudentSpec, graph: Graph, profile, budgets,
     closest to fitting."""
     limits = limits_of(budgets)
     layers = layer_widths(None, graph, student=True)
-    tried = [make_candidate("student", spec.description, p, graph, cost_fn(profile, p)(graph), limits,
-                            options.margin, layers=layers, student=spec) for p in precision_order(profile)]
+    tried = [make_candidate("student", spec.description, p, graph, cost_fn(profile, p, options.memory_opt)(graph),
+                            limits, options.margin, layers=layers, student=spec) for p in precision_order(profile)]
     for c in tried:
         if c.fits_margin:
             return c

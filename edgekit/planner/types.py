@@ -33,6 +33,7 @@ class PlannerOptions:
     step_fraction: float = 0.125
     max_evaluations: int = 20_000
     accuracy_tolerance: float = DEFAULT_ACCURACY_TOLERANCE
+    memory_opt: bool = True  # TFLM int8: RAM predicted with edgekit's operator order + offline plan (export default)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.margin <= 1.0:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekit.errors import BadInputError
+from edgekit.model_io.detect import is_plain_saved_model
 from edgekit.runners import RUNNERS
 from edgekit.workflows.export import CHECK_SAMPLES, optional_profile
 
@@ -77,10 +78,16 @@ def bench(model_path: str | os.PathLike, runner: str = "litert", device: str | N
     if runner not in RUNNERS:
         raise BadInputError(f"unknown runner {runner!r}; use one of {', '.join(RUNNERS)}")
     path = os.fspath(model_path)
-    if not path.endswith(".tflite") or not os.path.isfile(path):
-        raise BadInputError(f"{path}: not a .tflite file; convert a Keras model first with `edgekit export`")
-    with open(path, "rb") as f:
-        tflite_bytes = f.read()
+    if is_plain_saved_model(path):  # not Keras: measured as its float32 TFLite conversion (nothing written)
+        from edgekit.export.saved_model import convert_saved_model
+
+        tflite_bytes = convert_saved_model(path, "float32").tflite_bytes
+    elif not path.endswith(".tflite") or not os.path.isfile(path):
+        raise BadInputError(f"{path}: not a .tflite file or a TensorFlow SavedModel directory; convert a Keras "
+                            "model first with `edgekit export`")
+    else:
+        with open(path, "rb") as f:
+            tflite_bytes = f.read()
     from edgekit.model_io.tflite_check import validate_tflite
 
     validate_tflite(path, tflite_bytes)  # a truncated or fuzzed file: one line here, not a native crash

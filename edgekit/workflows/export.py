@@ -86,7 +86,8 @@ class ExportResult:
                           "weight_bytes": mcu.strip.after.weight_bytes,
                           "overhead_bytes": mcu.strip.after.overhead_bytes,
                           "unstripped_bytes": mcu.strip.before.total_bytes, "stripped": list(mcu.strip.removed),
-                          "memory_optimisation": mcu.memory.to_dict() if mcu.memory is not None else None}
+                          "memory_optimisation": mcu.memory.to_dict() if mcu.memory is not None else None,
+                          "placement": mcu.placement.to_dict() if mcu.placement is not None else None}
         return out
 
 
@@ -182,7 +183,8 @@ def export(model_or_path, out: str | os.PathLike, precision: str | None = None, 
         stem = os.path.splitext(os.path.basename(target))[0]
         mcu = build_mcu_sources(tflite_bytes, stem, keras_model=model,
                                 check_data=_mcu_check_data(model, val), memory_plan=memory_opt,
-                                memory_overlap=memory_overlap, share_vectors=memory_opt)
+                                memory_overlap=memory_overlap, share_vectors=memory_opt,
+                                ram_regions=profile.ram_regions, profile_name=profile.name)
         tflite_bytes = mcu.tflite_bytes
         directory = os.path.dirname(target)
         files[target] = tflite_bytes

@@ -9,9 +9,14 @@ from edgekit.costmodel.analysis import Analysis, analyze_graph
 from edgekit.costmodel.predict import check_budgets
 from edgekit.ir.from_keras import from_keras
 from edgekit.model_io import load_keras
-from edgekit.model_io.detect import is_tflite_file
+from edgekit.model_io.detect import is_plain_saved_model, is_tflite_file
 from edgekit.profiles import load_profile
-from edgekit.workflows.inspect_tflite import TFLITE_FORMAT, analyze_tflite_file
+from edgekit.workflows.inspect_tflite import (
+    SAVED_MODEL_FORMAT,
+    TFLITE_FORMAT,
+    analyze_saved_model,
+    analyze_tflite_file,
+)
 
 
 @dataclass(frozen=True)
@@ -22,11 +27,13 @@ class InspectResult:
     profile: object | None          # edgekit.profiles.DeviceProfile
     checks: tuple[BudgetLine, ...]
     arena_steps: tuple = ()         # edgekit.export.memory_plan.ArenaStep: measured TFLM arena per optimisation
+    regions: object | None = None   # edgekit.costmodel.placement.RegionCheck: profiles with RAM regions
 
     @property
     def fits(self) -> bool | None:
         """True/False with a device and at least one budget; None without."""
         verdicts = [c.fits for c in self.checks if c.fits is not None]
+        verdicts += [self.regions.fits] if self.regions is not None else []
         return all(verdicts) if verdicts else None
 
     def to_dict(self) -> dict:
@@ -61,6 +68,8 @@ class InspectResult:
                               for c in self.checks}
             out["predicted"] = {c.budget: c.predicted for c in self.checks}
             out["fits"] = self.fits
+        if self.regions is not None:
+            out["ram_regions"] = self.regions.to_dict()
         if self.arena_steps:
             out["tflm_arena_measured"] = [vars(step) for step in self.arena_steps]
         return out
@@ -76,22 +85,27 @@ def inspect(model_or_path, device: str | None = None, trust: bool = False, measu
     """
     if is_tflite_file(model_or_path):   # a converted model: read from the flatbuffer, nothing to convert
         model, model_format, analysis = None, TFLITE_FORMAT, analyze_tflite_file(model_or_path)
+    elif is_plain_saved_model(model_or_path):   # not Keras: read through its float32 TFLite conversion
+        model, model_format, analysis = None, SAVED_MODEL_FORMAT, analyze_saved_model(model_or_path)
     else:
         model, loaded = load_keras(model_or_path, trust=trust)
         model_format = loaded.format if loaded is not None else None
         analysis = analyze_graph(from_keras(model))
-    profile = None
+    profile, regions = None, None
     checks: tuple[BudgetLine, ...] = ()
     if device is not None:
         profile = load_profile(device)
         budgets = resolve_budgets(profile, **budget_overrides)
         checks = tuple(check_budgets(analysis, profile, budgets))
+        from edgekit.costmodel.placement import check_regions
+
+        regions = check_regions(analysis, profile) if profile.runtime == "tflm" else None
     steps = _measured_arena_steps(model) if measure_arena and model is not None and profile is not None \
         and profile.runtime == "tflm" else ()
     return InspectResult(
         model_path=str(model_or_path) if model_format is not None else None,
         model_format=model_format,
-        analysis=analysis, profile=profile, checks=checks, arena_steps=steps)
+        analysis=analysis, profile=profile, checks=checks, arena_steps=steps, regions=regions)
 
 
 def _measured_arena_steps(model) -> tuple:

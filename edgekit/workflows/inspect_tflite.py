@@ -12,6 +12,7 @@ from edgekit.ir.from_tflite import from_tflite
 from edgekit.model_io.flatbuffer import read_tflite, subgraph_op_names
 
 TFLITE_FORMAT = "tflite"
+SAVED_MODEL_FORMAT = "saved_model"   # a TensorFlow SavedModel without Keras metadata
 # Measuring bisects the arena in a child process, a few invokes per probe: keep it to models that load fast.
 MEASURE_ARENA_MAX_FILE_BYTES = 4 << 20
 
@@ -29,7 +30,24 @@ def analyze_tflite_file(path) -> Analysis:
             data = f.read()
     except OSError as exc:
         raise BadInputError(f"{label}: cannot read the file: {exc.strerror or exc}") from exc
-    name = os.path.splitext(os.path.basename(label))[0] or "model"
+    return analyze_tflite_bytes(data, label)
+
+
+def analyze_saved_model(path) -> Analysis:
+    """The analysis of a non-Keras TensorFlow SavedModel directory, read through its float32 TFLite conversion.
+
+    The conversion (edgekit.export.saved_model) runs in the isolated worker; the directory is never written.
+    """
+    from edgekit.export.saved_model import convert_saved_model
+
+    label = os.fspath(path).rstrip("/\\") or os.fspath(path)
+    return analyze_tflite_bytes(convert_saved_model(label, "float32").tflite_bytes, label,
+                                name=os.path.basename(label) or "model")
+
+
+def analyze_tflite_bytes(data: bytes, label: str, name: str | None = None) -> Analysis:
+    """analyze_tflite_file of flatbuffer bytes already in memory; label names them in errors."""
+    name = name or os.path.splitext(os.path.basename(label))[0] or "model"
     model = read_tflite(data, label)
     graph, facts = from_tflite(model, subgraph_op_names(model, label), name=name, label=label)
     analysis = analyze_tflite(graph, file_bytes=len(data), constant_bytes=facts.constant_bytes,

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from edgekit.model_io.detect import is_plain_saved_model
 from edgekit.planner.search import DEFAULT_ACCURACY_TOLERANCE, DEFAULT_MARGIN, Plan
+
+SAVED_MODEL_NOTE = ("a TensorFlow SavedModel without Keras metadata: only its precisions were planned, from its "
+                    "float32 TFLite conversion (pruning and students need the Keras model it was made from)")
 
 
 def _as_dataset(data, model, name: str):
@@ -23,7 +27,8 @@ def _as_dataset(data, model, name: str):
 def plan(model_or_path, device: str, data=None, *, val_data=None, margin: float = DEFAULT_MARGIN,
          accuracy_tolerance: float = DEFAULT_ACCURACY_TOLERANCE, importance: str = "l1", students: bool = True,
          evaluate: int = 3, epochs: int = 2, batch_size: int = 64, min_channels: int = 1, trust: bool = False,
-         seed: int = 0, progress: Callable[[str], None] | None = None, **budget_overrides) -> Plan:
+         seed: int = 0, progress: Callable[[str], None] | None = None, memory_opt: bool = True,
+         **budget_overrides) -> Plan:
     """Plan how `model_or_path` fits `device`: a precision, channels per layer, or a student.
 
     Args:
@@ -37,6 +42,8 @@ def plan(model_or_path, device: str, data=None, *, val_data=None, margin: float 
         accuracy_tolerance: accuracy drop (absolute) the plan reports as acceptable.
         importance: channel ranking for pruning: l1, l2, bn, or taylor (needs data).
         budget_overrides: max_flash, max_ram, max_latency_ms, max_energy_mj (numbers or strings with units).
+        memory_opt: TFLM profiles: predict the int8 arena with edgekit's operator order and offline memory plan,
+            which `edgekit export` and `fit` store by default (False: as TFLM's own planner lays it out).
     Raises:
         DoesNotFitError (exit code 3) when no candidate fits, naming the binding budget and the smallest value
         any candidate reaches.
@@ -55,7 +62,10 @@ def plan(model_or_path, device: str, data=None, *, val_data=None, margin: float 
 
     profile = load_profile(device)
     budgets = resolve_budgets(profile, **budget_overrides)
-    options = PlannerOptions(margin=margin, min_channels=min_channels, accuracy_tolerance=accuracy_tolerance)
+    options = PlannerOptions(margin=margin, min_channels=min_channels, accuracy_tolerance=accuracy_tolerance,
+                             memory_opt=memory_opt)
+    if is_plain_saved_model(model_or_path):
+        return _plan_saved_model(model_or_path, profile, budgets, options, with_data=data is not None)
     model, loaded = load_keras(model_or_path, trust=trust)
     name = str(model_or_path) if loaded is not None else model.name
     dataset = _as_dataset(data, model, "data")
@@ -85,6 +95,27 @@ def plan(model_or_path, device: str, data=None, *, val_data=None, margin: float 
                      f"{epochs} epoch(s) of fine-tuning / distillation; the original model scores "
                      f"{evaluation.metric} {baseline:.4f} (float tf_keras, quantisation not included)")
     return decide(name, graph, profile, budgets, candidates, options, notes=notes, baseline_accuracy=baseline)
+
+
+def _plan_saved_model(path, profile, budgets, options, with_data: bool) -> Plan:
+    """Precision-only plan of a non-Keras SavedModel, over the graph of its float32 TFLite conversion."""
+    import os
+
+    from edgekit.export.saved_model import convert_saved_model
+    from edgekit.ir.from_tflite import from_tflite
+    from edgekit.model_io.flatbuffer import read_tflite, subgraph_op_names
+    from edgekit.planner.search import decide, original_candidates
+
+    label = os.fspath(path).rstrip("/\\") or os.fspath(path)
+    data = convert_saved_model(label, "float32").tflite_bytes
+    flatbuffer = read_tflite(data, label)
+    graph, _ = from_tflite(flatbuffer, subgraph_op_names(flatbuffer, label), name=os.path.basename(label) or "model",
+                           label=label)
+    notes = [SAVED_MODEL_NOTE]
+    if with_data:
+        notes.append("--data not used: there is no pruned or student candidate to fine-tune")
+    candidates = original_candidates(graph, profile, budgets, options)
+    return decide(label, graph, profile, budgets, candidates, options, notes=notes)
 
 
 def _train_val(dataset, val_dataset, seed: int):

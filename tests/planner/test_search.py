@@ -419,3 +419,24 @@ def test_budgets_reachable_one_at_a_time_but_not_together_name_the_closest_candi
     # small ram is 1.5x over on flash, small flash 2x over on RAM: the closest is small ram, bound by flash
     assert str(err.value).startswith("flash_bytes: no candidate meets every budget at once on nrf52840; the closest "
                                      "(pruned int8: small ram) needs 30 B > limit 20 B")
+
+
+def test_lazy_give_back_stays_within_the_targets_with_fewer_evaluations():
+    graph = ds_cnn()
+    profile = load_profile("nrf52840")
+    groups = build_groups(graph)
+    fn = cost_fn(profile, "int8")
+    targets = {"latency_ms": fn(graph)["latency_ms"] * 0.5}
+    scores = random_scores(graph, seed=5)
+    shrink_only = netadapt(groups, scores, fn, targets, channel_multiple=4, give_back=False)
+    lazy = netadapt(groups, scores, fn, targets, channel_multiple=4)
+    full = netadapt(groups, scores, fn, targets, channel_multiple=4, lazy=False)
+    for result in (lazy, full):
+        assert result.reached
+        given = [s for s in result.steps if s.binding == "give back"]
+        assert given and all(s.channels_after > s.channels_before for s in given)
+        assert all(s.costs["latency_ms"] <= targets["latency_ms"] for s in given)
+    # giving back regains importance the coarse moves threw away, lazily for a fraction of the predictions
+    assert lazy.importance_kept > shrink_only.importance_kept
+    assert lazy.importance_kept >= full.importance_kept - 0.05
+    assert lazy.evaluations - shrink_only.evaluations < full.evaluations - shrink_only.evaluations
