@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from edgekit.cli.options import budget_options
+from edgekit.cli.options import augment_option, budget_options, strategy_option
 from edgekit.tasks.task import TASK_NAMES
 
 
@@ -15,7 +15,8 @@ from edgekit.tasks.task import TASK_NAMES
 @click.argument("model", type=click.Path())
 @click.option("--device", "-d", help="Device profile name or profile YAML path; a comma-separated list fits a fleet.")
 @click.option("--devices", "devices_file", type=click.Path(), help="Fleet YAML: `devices:` list of profile names.")
-@click.option("--data", help="Training data: .npz (x, optional y), .npy, or an image folder with class folders.")
+@click.option("--data", help="Training data: .npz (x, optional y), .npy, an image folder with class folders, "
+              ".tfrecord files or a folder of .npz shards (the last two, and files over 256 MiB, are streamed).")
 @click.option("--val", help="Validation data (default: 10% of --data, stratified).")
 @click.option("--out", "out_dir", default="edgekit-out", show_default=True, help="Output directory.")
 @click.option("--force", is_flag=True, help="Publish into an existing folder edgekit did not write, replacing only "
@@ -41,10 +42,14 @@ from edgekit.tasks.task import TASK_NAMES
 @click.option("--trust-model", is_flag=True, help="Allow code stored in the model (Lambda, custom layers).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report object as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--no-memory-opt", is_flag=True, help="TFLM devices: no memory optimisation (shared vectors, operator "
+              "order, offline plan) in the plan's RAM prediction or the export.")
+@augment_option(None, "Default: auto from 60 --epochs on, else none (edgekit.distill.recipe).")
+@strategy_option
 def command(model, device, devices_file, data, val, out_dir, force, max_flash, max_ram, max_latency_ms, max_energy_mj,
             max_accuracy_drop, task, metric, accuracy_attempts, explain, epochs, seed, adb, adb_binary, resume,
             trust_model, as_json,
-            quiet):
+            quiet, strategy="none", no_memory_opt=False, augment=None):
     """Make MODEL fit DEVICE: plan, prune/distil, quantise, export, measure, report.
 
     Exit codes: 0 fits (or already fitted); 2 bad input; 3 nothing reachable fits (the output directory then
@@ -55,7 +60,15 @@ def command(model, device, devices_file, data, val, out_dir, force, max_flash, m
     """
     from edgekit.cli.fleet import is_fleet, run_fleet
 
+    if strategy != "none":  # every training loop of this process then runs under it (edgekit.distill.strategy)
+        from edgekit.distill.strategy import activate
+
+        activate(strategy)
     if is_fleet(device, devices_file) or device is None:  # a fleet: <out>/<device>/ each, <out>/fleet.md
+        if no_memory_opt:
+            from edgekit.errors import BadInputError
+
+            raise BadInputError("--no-memory-opt is for one device: fit each device of the fleet on its own")
         run_fleet(model, device, devices_file, data, val=val, out_dir=out_dir, as_json=as_json, quiet=quiet,
                   trust=trust_model, epochs=epochs, max_accuracy_drop=max_accuracy_drop, seed=seed, adb=adb,
                   adb_binary=adb_binary, max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms,
@@ -69,13 +82,19 @@ def command(model, device, devices_file, data, val, out_dir, force, max_flash, m
                      quiet=quiet or as_json, adb=adb, adb_binary=adb_binary, max_flash=max_flash, max_ram=max_ram,
                      max_latency_ms=max_latency_ms,
                      max_energy_mj=max_energy_mj, force=force, task=task, metric=metric,
-                     accuracy_attempts=accuracy_attempts)
+                     accuracy_attempts=accuracy_attempts, memory_opt=not no_memory_opt, augment=augment)
     except FitDoesNotFitError as err:
         if as_json:
             click.echo(json.dumps(err.result.to_dict(), indent=2, default=str))
         elif explain:
             click.echo("\n".join(err.result.explanation))
         raise
+    except Exception as exc:  # re-raised as is unless a --strategy multiworker peer was lost
+        from edgekit.distill.strategy import lost_worker_error
+
+        if lost_worker_error(exc) is None:
+            raise
+        raise lost_worker_error(exc) from None
     if explain and not as_json:
         click.echo("\n".join(result.explanation))
     if as_json:

@@ -51,6 +51,8 @@ class FitOptions:
     metric: str | None = None         # "module:function": the user's own metric (trusted code)
     accuracy_attempts: int = 2        # walk-back rounds when the accuracy budget is exceeded
     reclaim_headroom: bool = True     # one more round planning upward when >10% of the binding budget is unused
+    memory_opt: bool = True           # TFLM: edgekit's memory optimisation in the plan's RAM and the export
+    augment: str | None = None        # distillation augmentation (edgekit.distill.augment); None: the recipe's
 
     def budget_overrides(self) -> dict:
         return {k: getattr(self, k) for k in ("max_flash", "max_ram", "max_latency_ms", "max_energy_mj")}
@@ -64,7 +66,7 @@ def fit(model_or_path, device: str, data=None, *, val=None, out_dir: str | os.Pa
         epochs: int = DEFAULT_EPOCHS, max_accuracy_drop: float = 0.01, seed: int = 0, trust: bool = False,
         resume: bool = False, quiet: bool = False, adb: bool = False, adb_binary: str | None = None,
         force: bool = False, task: str | None = None, metric: str | None = None, accuracy_attempts: int = 2,
-        reclaim_headroom: bool = True, **budgets) -> FitResult:
+        reclaim_headroom: bool = True, memory_opt: bool = True, augment: str | None = None, **budgets) -> FitResult:
     """Make a model fit a device; writes the deliverables into `out_dir` and returns the FitResult.
 
     Args:
@@ -84,6 +86,11 @@ def fit(model_or_path, device: str, data=None, *, val=None, out_dir: str | os.Pa
             the device but loses more than `max_accuracy_drop`.
         reclaim_headroom: when the delivered model leaves >10% of its binding budget unused, one round plans
             upward; the larger model is kept only when it scores better.
+        memory_opt: TFLM devices: the planner predicts the arena with edgekit's memory optimisation and the export
+            applies it where TFLM proves it (shared vectors, operator order, offline plan); False: neither.
+        augment: distillation augmentation, 'auto', 'none', 'signal', 'image' or 'spectrogram'; None: the
+            recipe's default (edgekit.distill.recipe: 'auto' from 60 epochs on, else 'none'), the teacher
+            labelling each augmented batch.
     Raises:
         BadInputError (exit 2) for unusable input, DoesNotFitError (exit 3) when nothing reachable fits; in
         that case `out_dir` holds the reports of the closest result and no model file.
@@ -93,7 +100,7 @@ def fit(model_or_path, device: str, data=None, *, val=None, out_dir: str | os.Pa
     options = FitOptions(device=device, out_dir=str(out_dir), epochs=epochs, max_accuracy_drop=max_accuracy_drop,
                          seed=seed, trust=trust, resume=resume, quiet=quiet, adb=adb, adb_binary=adb_binary,
                          task=task, metric=metric, accuracy_attempts=accuracy_attempts,
-                         reclaim_headroom=reclaim_headroom, **budgets)
+                         reclaim_headroom=reclaim_headroom, memory_opt=memory_opt, augment=augment, **budgets)
     if max_accuracy_drop < 0 or (metric is None and max_accuracy_drop > 1):
         raise BadInputError(f"--max-accuracy-drop {max_accuracy_drop:g}: must be between 0 and 1 (0.01 = one point "
                             "of the task's metric)")
@@ -110,13 +117,16 @@ def fit(model_or_path, device: str, data=None, *, val=None, out_dir: str | os.Pa
               val if isinstance(val, (str, os.PathLike)) else None]
     if isinstance(device, (str, os.PathLike)) and os.path.lexists(device):
         inputs.append(device)  # a profile inside --out must survive the publish
+    from edgekit.distill.strategy import chief_output
     from edgekit.model_io.outdir import OutputLock, make_parent, recover_output
 
     make_parent(out_dir)
     # One run per output: the locks of <out> and <out>.partial are held until the result is published.
-    with OutputLock(out_dir), OutputLock(work_dir_of(out_dir), what="--out work folder"):
-        recover_output(Path(os.path.abspath(out_dir)))
-        out = check_output_dir(out_dir, inputs, force=force)
+    # A non-chief worker of a multi-worker run fits into a private temporary folder instead of <out>.
+    with (chief_output(out_dir) as target, OutputLock(target),
+          OutputLock(work_dir_of(target), what="--out work folder")):
+        recover_output(Path(os.path.abspath(target)))
+        out = check_output_dir(target, inputs, force=force)
         progress = Progress(quiet=quiet)
         key = fingerprint([p for p in inputs if p is not None and Path(p).exists()],
                           options.fingerprint_options())

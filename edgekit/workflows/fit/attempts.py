@@ -6,6 +6,11 @@ longer distillation of the same candidate, then a milder cut (planning to 100 % 
 candidate or a milder pruning ratio), then a higher precision (float16 / float32 where the profile allows). When an
 attempt keeps accuracy and leaves more than 10 % of the
 binding budget unused, one headroom round plans upward and is kept only when it scores better.
+
+Within a round, an int8 model that loses more than the allowed drop is first tried with per-layer mixed precision
+(int16x8 / float32 only where int8 hurts and the profile's runtime has the kernels, within the flash and latency
+budgets: edgekit.workflows.fit.layers.try_mixed), then with quantisation-aware training if it still loses too much;
+the per-layer precisions kept are in the report.
 """
 
 from __future__ import annotations

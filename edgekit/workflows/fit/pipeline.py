@@ -26,7 +26,9 @@ from edgekit.workflows.fit.context import (
     predict_outputs,
     score_outputs,
     train_heads,
+    training_input,
 )
+from edgekit.workflows.fit.layers import PRECISIONS_FILE, QUANTIZED_FILE, keep_quantized, layer_report, try_mixed
 from edgekit.workflows.fit.outcome import (
     FitDoesNotFitError,
     build_result,
@@ -44,7 +46,7 @@ from edgekit.workflows.fit.workspace import Workspace, write_bytes, write_text
 REPORTS = ("report.json", "report.md", "report.html", "plan.json")
 CALIBRATION_SAMPLES = 300
 MAX_REPLANS = 3
-ROUND_FILES = ("model.tflite", "model.h5", "plan.json", "mcu")
+ROUND_FILES = ("model.tflite", "model.h5", "plan.json", "mcu", QUANTIZED_FILE, PRECISIONS_FILE)
 ROUND_STAGES = ("compress", "quantize", "export")
 
 __all__ = ["Data", "FitDoesNotFitError", "Measured", "load_fit_data", "run"]
@@ -70,6 +72,7 @@ def _compress(ctx: Context, plan, epochs: int):
         return teacher
     from edgekit.channels.groups import build_groups
     from edgekit.distill import distill
+    from edgekit.distill.recipe import fit_recipe  # consistent augmentation (benchmarks/distill_ablation.md)
     from edgekit.ir.from_keras import from_keras
     from edgekit.planner.evaluate import realize
 
@@ -80,9 +83,10 @@ def _compress(ctx: Context, plan, epochs: int):
         if len(ctx.task.heads) > 1:
             result = train_heads(ctx, teacher, student, epochs, verbose=progress.keras_verbose)
         else:
-            result = distill(teacher, student, data.x_train, labels(data.y_train), data.x_val, labels(data.y_val),
+            result = distill(teacher, student, *training_input(ctx), data.x_val, labels(data.y_val),
                              epochs=epochs, batch_size=options.batch_size, seed=options.seed, patience=epochs,
-                             verbose=progress.keras_verbose, task=ctx.task.distill_task)
+                             verbose=progress.keras_verbose, task=ctx.task.distill_task,
+                             **fit_recipe(options.augment, epochs=epochs))
         # patience = epochs: the cosine schedule decays over every epoch and the best epoch is restored anyway
         student = result.student
         save_model(student, path)
@@ -103,6 +107,7 @@ def _quantize(ctx: Context, student, plan) -> tuple[bytes, float, float, list[st
         return path.read_bytes(), info["float_accuracy"], info["accuracy"], info["notes"]
     precision = plan.chosen.precision
     notes: list[str] = []
+    layer_precisions: dict = {}  # set when per-layer mixed precision is kept
     metric = ctx.task.metric
     with progress.stage("quantize", f"converting to {precision} TFLite, calibrated on the training data") as note:
         calibration = data.x_train[:CALIBRATION_SAMPLES]
@@ -123,7 +128,12 @@ def _quantize(ctx: Context, student, plan) -> tuple[bytes, float, float, list[st
             notes.append(f"post-training int8 lost {float_acc - acc:.4f} {metric}; QAT is not tried on "
                          "multi-output models (edgekit's QAT fine-tunes one output)")
         elif lossy:
-            qat = _qat(ctx, student)
+            mixed = try_mixed(ctx, student, calibration, acc)  # per-layer int16x8 / float32 before QAT
+            if mixed is not None:
+                notes.extend(mixed.notes)
+                if mixed.score > acc:
+                    tflite, acc, layer_precisions = mixed.tflite_bytes, mixed.score, mixed.layer_precisions
+            qat = _qat(ctx, student) if ctx.teacher_score - acc > options.max_accuracy_drop else None
             try:
                 qat_bytes = None if qat is None else convert(qat, "int8", representative_data=calibration,
                                                              int8_io=int8_io).tflite_bytes
@@ -136,8 +146,9 @@ def _quantize(ctx: Context, student, plan) -> tuple[bytes, float, float, list[st
                 notes.append(f"post-training int8 lost {float_acc - acc:.4f} {metric}; quantisation-aware "
                              f"training gave {qat_acc:.4f}" + (" (kept)" if qat_acc > acc else " (not kept)"))
                 if qat_acc > acc:
-                    tflite, acc = qat_bytes, qat_acc
+                    tflite, acc, layer_precisions = qat_bytes, qat_acc, {}
         write_bytes(path, tflite)
+        keep_quantized(workspace, tflite, layer_precisions)
     workspace.record("quantize", {"float_accuracy": float_acc, "accuracy": acc, "notes": notes})
     return tflite, float_acc, acc, notes
 
@@ -157,7 +168,7 @@ def _qat(ctx: Context, student):
 
 
 def _export(tflite: bytes, profile, student, data: Data, workspace: Workspace,
-            progress: Progress) -> tuple[bytes, list[str], int | None]:
+            progress: Progress, memory_opt: bool = True) -> tuple[bytes, list[str], int | None]:
     """MCU profiles: check ops, strip what TFLM does not need, measure the arena, write the C sources."""
     if profile.runtime != "tflm":
         return tflite, ["model.tflite"], None
@@ -170,7 +181,11 @@ def _export(tflite: bytes, profile, student, data: Data, workspace: Workspace,
     with progress.stage("export", "checking TFLM ops, stripping names/metadata, writing C sources") as note:
         # the same memory default as `edgekit export` (no overlap: unverified on CMSIS-NN)
         mcu = build_mcu_sources(tflite, "model", keras_model=student, check_data=data.x_val[:16],
-                                memory_plan=True, memory_overlap=False)
+                                memory_plan=memory_opt, memory_overlap=False, share_vectors=memory_opt,
+                                ram_regions=profile.ram_regions, profile_name=profile.name)
+        memory_notes = [mcu.memory.note() if mcu.memory is not None else "memory optimisation: off "
+                        f"(--no-memory-opt): arena {mcu.arena_bytes} bytes as TFLM plans it"]
+        memory_notes += [mcu.placement.note()] if mcu.placement is not None else []
         write_bytes(workspace.path("model.tflite"), mcu.tflite_bytes)
         folder = workspace.path("mcu")
         folder.mkdir(exist_ok=True)
@@ -178,12 +193,13 @@ def _export(tflite: bytes, profile, student, data: Data, workspace: Workspace,
             write_text(folder / name, text)
         note.append(f"{len(tflite):,} -> {len(mcu.tflite_bytes):,} bytes; arena {mcu.arena_bytes:,} B "
                     f"(constant {mcu.arena_constant_bytes:,} B with margin)")
-        note.append(mcu.memory.note())
-    workspace.record("export", {"arena_bytes": mcu.arena_bytes, "notes": [mcu.memory.note()]})
+        note.extend(memory_notes)
+    workspace.record("export", {"arena_bytes": mcu.arena_bytes, "notes": memory_notes})
     return mcu.tflite_bytes, names, mcu.arena_bytes
 
 
-def _measure(tflite: bytes, profile, arena: int | None, progress: Progress, options=None, heads: int = 1) -> Measured:
+def _measure(tflite: bytes, profile, arena: int | None, progress: Progress, options=None, heads: int = 1,
+             timed: bytes | None = None) -> Measured:
     from edgekit.runners.litert import LiteRTRunner
 
     phone = None
@@ -203,7 +219,7 @@ def _measure(tflite: bytes, profile, arena: int | None, progress: Progress, opti
             note.append(f"TFLM arena {arena:,} B (smallest that runs, bisected)")
         host_ms = None
         if heads == 1:  # the LiteRT timing runner takes one output
-            host_ms = LiteRTRunner(threads=1, warmup=5, runs=100).run(tflite).latency_ms_p50
+            host_ms = LiteRTRunner(threads=1, warmup=5, runs=100).run(timed or tflite).latency_ms_p50
             note.append(f"host p50 {host_ms:.3f} ms")
         else:
             note.append(f"{heads} outputs: host timing skipped (the LiteRT runner times one-output models)")
@@ -259,10 +275,13 @@ def _round(ctx: Context, step: Step, number: int) -> Round:
         if step.higher_precision:
             plan = _at_higher_precision(ctx, plan)
         student = _compress(ctx, plan, step.epochs)
-        tflite, _float_score, score, q_notes = _quantize(ctx, student, plan)
-        tflite, deliverables, arena = _export(tflite, ctx.profile, student, ctx.data, ctx.workspace, ctx.progress)
+        quantized, _float_score, score, q_notes = _quantize(ctx, student, plan)
+        tflite, deliverables, arena = _export(quantized, ctx.profile, student, ctx.data, ctx.workspace, ctx.progress,
+                                              ctx.options.memory_opt)
         q_notes = [*q_notes, *ctx.workspace.info("export").get("notes", [])]  # memory optimisation applied
-        measured = _measure(tflite, ctx.profile, arena, ctx.progress, ctx.options, len(ctx.task.heads))
+        # host timing runs the file before TFLM stripping: LiteRT needs the all-zero biases strip drops
+        measured = _measure(tflite, ctx.profile, arena, ctx.progress, ctx.options, len(ctx.task.heads),
+                            timed=quantized)
         over = _over_budget(measured, ctx.limits)
         if not over or replan == MAX_REPLANS:
             break
@@ -355,6 +374,7 @@ def _deliver(ctx: Context, model_name: str, chosen: Round, rounds: list[Round]) 
                      max_accuracy_drop=ctx.options.max_accuracy_drop,
                      explanation=explain(chosen.attempt, attempts, ctx.task, ctx.profile.name),
                      attempts=summaries(attempts, chosen.attempt.number))
+    result = replace(result, **layer_report(ctx, workspace))  # per-layer precisions and error table
     write_reports(result, workspace)
     workspace.publish(list(dict.fromkeys(names)))
     workspace.discard()

@@ -22,7 +22,8 @@ def plan_stage(ctx: Context, margin: float):
                                 f"(plan to {100 * margin:.0f}% of each budget)") as note:
         result = plan(ctx.teacher, options.device, data=(data.x_train, plan_labels(ctx, data.y_train)),
                       margin=margin, accuracy_tolerance=options.max_accuracy_drop, evaluate=0,
-                      batch_size=options.batch_size, seed=options.seed, **options.budget_overrides())
+                      batch_size=options.batch_size, seed=options.seed, memory_opt=options.memory_opt,
+                      **options.budget_overrides())
         result = _evaluate_plan(ctx, result, margin)
         write_text(path, json.dumps(result.to_dict(), indent=2))
         note.append(f"chose {result.chosen.kind}: {result.chosen.description} at {result.chosen.precision}")
@@ -58,6 +59,7 @@ def _evaluate_plan(ctx: Context, result, margin: float):
     notes.append(f"evaluated {evaluation.evaluated} candidate(s) by {ctx.task.metric} on {len(data.x_val)} "
                  f"validation samples after {options.plan_epochs} epoch(s) of fine-tuning / distillation; the "
                  f"original model scores {evaluation.baseline:.4f} (float, quantisation not included)")
-    planner_options = PlannerOptions(margin=margin, accuracy_tolerance=options.max_accuracy_drop)
+    planner_options = PlannerOptions(margin=margin, accuracy_tolerance=options.max_accuracy_drop,
+                                     memory_opt=options.memory_opt)
     return decide(result.model, graph, ctx.profile, ctx.limits, evaluation.candidates, planner_options,
                   notes=notes, baseline_accuracy=evaluation.baseline)

@@ -59,6 +59,28 @@ class AttemptSummary:
 
 
 @dataclass(frozen=True)
+class LayerRow:
+    layer: str
+    dtype: str                            # the TFLite tensor holding its output: int8, int16, float32
+    mse: float
+    cosine: float
+    max_abs: float
+    snr_db: float
+
+
+@dataclass(frozen=True)
+class LayerTable:
+    """The delivered model vs its Keras model, layer by layer (worst first), and the final output."""
+
+    runtime: str
+    samples: int
+    rows: tuple[LayerRow, ...]
+    output_snr_db: float
+    output_cosine: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class FitResult:
     model_path: str
     device: str
@@ -79,6 +101,8 @@ class FitResult:
     max_accuracy_drop: float | None = None   # the accuracy budget: allowed drop in accuracy_metric
     explanation: tuple[str, ...] = ()        # plain words: why this model, what bound it, what to change
     attempts: tuple[AttemptSummary, ...] = ()
+    layer_precisions: dict = field(default_factory=dict)   # layer -> int8 | int16x8 | float32 (mixed precision)
+    layer_table: LayerTable | None = None                  # delivered model vs Keras per layer (edgekit validate)
 
     @property
     def fits(self) -> bool:
@@ -107,7 +131,9 @@ def to_markdown(result: FitResult) -> str:
     lines = [f"# edgekit fit: {result.model_path} on {result.device}", ""]
     headline = {"fits": "fits after compression", "already_fits": "already fitted: exported and verified only",
                 "does_not_fit": "DOES NOT FIT: no model met every budget (the accuracy budget included)"}[result.status]
-    lines += [f"**Result:** {headline} ({result.precision}, runtime {result.runtime}).", ""]
+    raised = sorted({p for p in result.layer_precisions.values() if p != "int8"})
+    precision = f"{result.precision} with {' / '.join(raised)} layers" if raised else result.precision
+    lines += [f"**Result:** {headline} ({precision}, runtime {result.runtime}).", ""]
     if result.explanation:
         lines += ["## Why this model", "", *result.explanation, ""]
     lines += [(f"- {result.accuracy_metric}{f' (task {result.task})' if result.task else ''}: teacher "
@@ -144,6 +170,7 @@ def to_markdown(result: FitResult) -> str:
                          f"{format_budget('latency_ms', c.predicted.get('latency_ms'))} | "
                          f"{format_budget('flash_bytes', c.predicted.get('flash_bytes'))} | {_pct(c.accuracy)} | "
                          f"{'yes' if c.fits else 'no'} | {'**yes**' if c.chosen else ''} |")
+    lines += _layer_sections(result)
     if result.channels:
         lines += ["", "## Channels per layer", "", "| layer | before | after |", "|---|---:|---:|"]
         lines += [f"| {c.layer} | {c.before} | {c.after} |" for c in result.channels]
@@ -169,6 +196,25 @@ def to_html(result: FitResult) -> str:
             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
             "font-size:14px}th{background:#f4f4f4}.fig{margin:1.5em 0}</style></head><body>"
             + body + "".join(f"<div class='fig'>{f}</div>" for f in figures) + "</body></html>")
+
+
+def _layer_sections(result: FitResult) -> list[str]:
+    lines = []
+    if result.layer_precisions:
+        lines += ["", "## Per-layer precision (mixed)", "", "| layer | precision |", "|---|---|"]
+        lines += [f"| {n} | {p if p == 'int8' else f'**{p}**'} |" for n, p in result.layer_precisions.items()]
+    t = result.layer_table
+    if t is not None:
+        title = f"## Per-layer error vs the Keras model ({t.runtime}, {t.samples} validation samples, worst first)"
+        lines += ["", title, "",
+                  f"Final output: SNR {t.output_snr_db:.1f} dB, cosine {t.output_cosine:.4f}."
+                  + (f" {t.note}" if t.note else "")]
+        if t.rows:
+            lines += ["", "| layer | tensor type | MSE | cosine | max abs error | SNR dB |",
+                      "|---|---|---:|---:|---:|---:|"]
+            lines += [f"| {r.layer} | {r.dtype} | {r.mse:.3g} | {r.cosine:.4f} | {r.max_abs:.3g} | {r.snr_db:.1f} |"
+                      for r in t.rows]
+    return lines
 
 
 def _markdown_tables_as_html(markdown: str) -> str:
