@@ -262,6 +262,33 @@ def tflite_op_list(tflite_bytes: bytes) -> list[str]:
     return ops
 
 
+def convs_without_bias(tflite_bytes: bytes) -> list[int]:
+    """Main-subgraph quantised CONV_2D / DEPTHWISE_CONV_2D ops with no bias input (LiteRT requires one).
+
+    `edgekit.export.strip.strip_for_mcu` drops all-zero biases: TFLite Micro treats them as optional,
+    LiteRT's conv kernels do not (it crashes or refuses such files).
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = bytearray(tflite_bytes)
+    if len(data) < 8 or not schema.Model.ModelBufferHasIdentifier(data, 0) or not schema.Model.GetRootAs(
+            data, 0).SubgraphsLength():
+        return []
+    model = schema.Model.GetRootAs(data, 0)
+    subgraph = model.Subgraphs(0)
+    convs = (schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D)
+    found = []
+    for i in range(subgraph.OperatorsLength()):
+        op = subgraph.Operators(i)
+        opcode = model.OperatorCodes(op.OpcodeIndex())
+        if max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode()) not in convs or op.InputsLength() < 1:
+            continue
+        quantized = subgraph.Tensors(op.Inputs(0)).Type() in (schema.TensorType.INT8, schema.TensorType.INT16)
+        if quantized and (op.InputsLength() < 3 or op.Inputs(2) < 0):  # float convs may omit the bias
+            found.append(i)
+    return found
+
+
 def infer_precision(tflite_bytes: bytes) -> str:
     """Which of PRECISIONS a converted model looks like, read from its tensor types.
 

@@ -41,6 +41,13 @@ def _interpreter(model_bytes: bytes, threads: int, allocate: bool = True, xnnpac
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    from edgekit.model_io.flatbuffer import convs_without_bias
+
+    stripped = convs_without_bias(model_bytes)
+    if stripped:  # LiteRT's conv kernels need the bias input (a missing one crashes some of them)
+        raise BadInputError(f"LiteRT cannot run this model: op {stripped[0]} ({len(stripped)} conv op(s) in all) has "
+                            "no bias, as in a file exported for TFLite Micro (all-zero biases dropped): measure it "
+                            "with --runner tflm, or export for a LiteRT device")
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
         with _quiet_stderr():

@@ -81,3 +81,15 @@ def test_only_all_zero_conv_biases_are_dropped(separable_int8):
     result = strip_for_mcu(model_bytes)
     assert np.array_equal(tflm.predict(model_bytes, samples), tflm.predict(result.tflite_bytes, samples))
     assert result.after.overhead_bytes < strip_for_mcu(model_bytes, share=False).after.overhead_bytes
+
+
+def test_litert_refusal_of_a_stripped_file_says_to_use_tflm(separable_int8):
+    """LiteRT's conv kernels require the bias input strip_for_mcu drops: one line that names the way out."""
+    from edgekit.errors import BadInputError
+    from edgekit.runners.litert import LiteRTRunner
+
+    model_bytes, _ = separable_int8
+    assert LiteRTRunner(runs=1, warmup=0).run(model_bytes).latency_ms_p50 > 0  # the unstripped file runs
+    with pytest.raises(BadInputError, match="--runner tflm") as info:
+        LiteRTRunner(runs=1, warmup=0).run(strip_for_mcu(model_bytes).tflite_bytes)
+    assert "\n" not in str(info.value)
