@@ -38,7 +38,9 @@ def bridge_keras3_model(k3_model, label: str, seed: int = 0) -> BridgeResult:
     inputs = random_inputs(k3_model, seed)
     error, tolerance = _output_error(k3_model, tk_model, inputs, label)
     if not error <= tolerance:
-        raise _diverging_layer_error(builder.pairs, label, error, seed)
+        failure = _diverging_layer_error(builder.pairs, label, error, tolerance, seed)
+        if failure is not None:
+            raise failure
     return BridgeResult(tk_model, error)
 
 
@@ -278,15 +280,25 @@ def _compare(expected: list[np.ndarray], actual: list[np.ndarray]) -> tuple[floa
     return error, TOLERANCE * scale
 
 
-def _diverging_layer_error(pairs, label: str, model_error: float, seed: int) -> BadInputError:
-    """Re-check each translated layer alone on random inputs shaped like its own, to name the culprit."""
+def _diverging_layer_error(pairs, label: str, model_error: float, model_tolerance: float,
+                           seed: int) -> BadInputError | None:
+    """Re-check each translated layer alone on random inputs shaped like its own, to name the culprit.
+
+    None when every layer matches on its own and the model's difference stays within the tolerance times
+    its depth: float32 rounding differences between two engines compound layer after layer (a 100-layer
+    MobileNetV3 differs by ~1e-3 at unit-scale outputs), which is not a translation error.
+    """
     for k3_layer, translated in pairs:
         error, tolerance = _layer_error(k3_layer, translated, seed)
         if not error <= tolerance:
             return bridge_error(label, k3_layer.name, type(k3_layer).__name__,
                                 f"its tf_keras copy differs by {error:.3g} (tolerance {tolerance:.1g})")
+    depth_tolerance = model_tolerance * max(1, len(pairs))
+    if model_error <= depth_tolerance:
+        return None
     return BadInputError(f"{label}: Keras 3 bridge failed: the model outputs differ by {model_error:.3g} "
-                         f"(tolerance {TOLERANCE:g}) although every layer matches on its own")
+                         f"(tolerance {depth_tolerance:.3g} for {len(pairs)} layers) although every layer "
+                         "matches on its own")
 
 
 def _layer_error(k3_layer, translated: TranslatedLayer, seed: int) -> tuple[float, float]:
