@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,19 +30,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from edgekit.distill.strategy import local_tf_configs
+
 EDGEKIT = [sys.executable, "-m", "edgekit.cli.main"]
 WIDTH = 0.5
 TIMEOUT_S = 3600
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def teacher_folder(folder: Path) -> Path:
@@ -90,11 +81,8 @@ def one_seed(folder: Path, work: Path, epochs: int, seed: int) -> dict:
     env.pop("TF_CONFIG", None)
     single_out = work / f"single_s{seed}.h5"
     single_s, single_cpu_s, (single,) = run([(distill_command(folder, single_out, epochs, seed), env)])
-    ports = free_ports(2)
-    hosts = [f"localhost:{p}" for p in ports]
     workers = []
-    for index in range(2):
-        config = json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
+    for index, config in enumerate(local_tf_configs(2)):
         cmd = distill_command(folder, work / f"worker{index}_s{seed}.h5", epochs, seed) + ["--strategy", "multiworker"]
         workers.append((cmd, {**env, "TF_CONFIG": config}))
     multi_s, multi_cpu_s, (chief, other) = run(workers)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from edgekit.data.arrays import Dataset, _as_float_samples, _check_labels, conform_to_input_shape, from_arrays
+from edgekit.data.arrays import Dataset, from_arrays
 from edgekit.data.files import _read_npy, _read_npz
 from edgekit.data.images import _read_image_folder
 from edgekit.errors import BadInputError
@@ -57,15 +57,8 @@ def load_data(path: str | os.PathLike, model_input_shape: Sequence[int | None] |
     else:
         raise BadInputError(f"{path}: unknown data format; use .npz (arrays x and optional y), .npy (x only), "
                             "a folder of images in class sub-folders, .tfrecord files or a folder of .npz shards")
-    x = _as_float_samples(x, name, "x")
-    notices: list[str] = []
-    if model_input_shape is not None:
-        x, notice = conform_to_input_shape(x, model_input_shape, name)
-        if notice:
-            notices.append(notice)
-    if y is not None:
-        y = _check_labels(y, len(x), name)
-    return Dataset(x=x, y=y, source=path, class_names=class_names, notices=tuple(notices))
+    checked = from_arrays(x, y, model_input_shape, source=name)  # messages name the file, not its folder
+    return Dataset(x=checked.x, y=checked.y, source=path, class_names=class_names, notices=checked.notices)
 
 
 def as_dataset(value, model_input_shape: Sequence[int | None] | None = None, source: str = "data") -> Dataset | None:

@@ -311,3 +311,22 @@ def fit_arrays(model, x, y, strategy, *, epochs: int, batch_size: int, seed: int
     tf = tensorflow()
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     model.fit(shard(dataset.batch(batch_size), strategy), epochs=epochs, verbose=0, callbacks=list(callbacks))
+
+
+def local_tf_configs(n_workers: int, chief: bool = False, host: str = "localhost") -> list[str]:
+    """One TF_CONFIG value per process for an n-process cluster on this machine (free ports, worker 0 or the
+    chief first): how to try `--strategy multiworker` before a real cluster (docs/distributed.md)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(n_workers)]
+    try:
+        for s in sockets:
+            s.bind((host, 0))
+        hosts = [f"{host}:{s.getsockname()[1]}" for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+    cluster = {"chief": hosts[:1], "worker": hosts[1:]} if chief else {"worker": hosts}
+    tasks = ([{"type": "chief", "index": 0}] + [{"type": "worker", "index": i} for i in range(n_workers - 1)]
+             if chief else [{"type": "worker", "index": i} for i in range(n_workers)])
+    return [json.dumps({"cluster": cluster, "task": task}) for task in tasks]

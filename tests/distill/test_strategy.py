@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.cli.main import main
-from edgekit.distill.strategy import STRATEGIES, is_chief, parse_strategy, worker_role
+from edgekit.distill.strategy import STRATEGIES, is_chief, local_tf_configs, parse_strategy, worker_role
 from edgekit.errors import BadInputError
 
 EDGEKIT = [sys.executable, "-m", "edgekit.cli.main"]
@@ -32,16 +31,6 @@ def tf_config(ports, index: int, chief: bool = False) -> str:
     task = ({"type": "chief", "index": 0} if index == 0 else {"type": "worker", "index": index - 1}) if chief \
         else {"type": "worker", "index": index}
     return json.dumps({"cluster": cluster, "task": task})
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 # ----------------------------------------------------------------------------- parsing, no TensorFlow
@@ -180,13 +169,13 @@ def test_two_worker_processes_match_a_single_process_run_and_only_the_chief_writ
     options = {"width": 0.5, "epochs": 3, "seed": 0}
     common = ["distill", folder / "teacher.h5", "--data", folder / "train.npz", "--val", folder / "val.npz",
               *[arg for key, value in options.items() for arg in (f"--{key}", value)], "--json", "-q"]
-    ports = free_ports(2)
+    configs = local_tf_configs(2)
     procs = []
     try:
         for index in range(2):  # the same command on each worker, as on a cluster; their own --out to tell apart
             procs.append(subprocess.Popen(
                 [*EDGEKIT, *map(str, common), "--out", str(tmp_path / f"worker{index}.h5"), "--strategy",
-                 "multiworker"], env={**os.environ, "TF_CONFIG": tf_config(ports, index), "CUDA_VISIBLE_DEVICES": ""},
+                 "multiworker"], env={**os.environ, "TF_CONFIG": configs[index], "CUDA_VISIBLE_DEVICES": ""},
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         # the single-process reference, in this process while the workers run: same data, options and seed
         single = distill_model(str(folder / "teacher.h5"), str(folder / "train.npz"), val=str(folder / "val.npz"),
@@ -216,7 +205,7 @@ def test_a_killed_worker_stops_the_other_with_one_line_and_exit_2(distill_files,
     import time
 
     folder = distill_files
-    ports = free_ports(2)
+    configs = local_tf_configs(2)
     procs, logs = [], [tmp_path / "worker0.log", tmp_path / "worker1.log"]
     try:
         for index in range(2):
@@ -224,7 +213,7 @@ def test_a_killed_worker_stops_the_other_with_one_line_and_exit_2(distill_files,
                 procs.append(subprocess.Popen(
                     [*EDGEKIT, "distill", str(folder / "teacher.h5"), "--data", str(folder / "train.npz"), "--width",
                      "0.5", "--epochs", "500", "--out", str(tmp_path / f"w{index}.h5"), "--strategy", "multiworker"],
-                    env={**os.environ, "TF_CONFIG": tf_config(ports, index), "CUDA_VISIBLE_DEVICES": ""},
+                    env={**os.environ, "TF_CONFIG": configs[index], "CUDA_VISIBLE_DEVICES": ""},
                     stdout=subprocess.DEVNULL, stderr=log))
         deadline = time.monotonic() + WORKER_TIMEOUT_S
         while "epoch 1/" not in logs[0].read_text() and time.monotonic() < deadline and procs[0].poll() is None:
@@ -241,3 +230,14 @@ def test_a_killed_worker_stops_the_other_with_one_line_and_exit_2(distill_files,
     last = text.strip().splitlines()[-1]
     assert last.startswith("edgekit: error: --strategy multiworker: a worker") and "restart every worker" in last
     assert "Traceback" not in text and not (tmp_path / "w0.h5").exists()
+
+
+@pytest.mark.parametrize("chief", [False, True])
+def test_local_cluster_configs_give_one_chief_and_distinct_free_ports(chief):
+    configs = local_tf_configs(3, chief=chief)
+    roles = [worker_role({"TF_CONFIG": c}) for c in configs]
+    assert [r.is_chief for r in roles] == [True, False, False]
+    assert all(r.n_workers == 3 for r in roles)
+    cluster = json.loads(configs[0])["cluster"]
+    hosts = [h for group in cluster.values() for h in group]
+    assert len(set(hosts)) == 3 and all(json.loads(c)["cluster"] == cluster for c in configs)
