@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from export_helpers import trained_looking
 
 from edgekit.export.memory_plan import (
     OFFLINE_PLAN_METADATA,
@@ -16,17 +17,6 @@ from edgekit.model_io.flatbuffer import read_model, tflite_op_list, write_model
 from edgekit.runners import tflm
 
 
-def _trained_looking(model, seed=0):
-    """BatchNorm statistics and biases away from their initial values, as after training."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        weights = layer.get_weights()
-        if weights:
-            layer.set_weights([w + rng.normal(0, 0.1, w.shape).astype(w.dtype) if w.ndim == 1 else w
-                               for w in weights])
-    return model
-
-
 @pytest.fixture(scope="module")
 def branched():
     """name -> (int8 bytes, check inputs, Keras model) for a small ResNet and a concat + squeeze-excite net."""
@@ -39,7 +29,7 @@ def branched():
     for name, model in (("resnet", zoo.resnet8(input_shape=(16, 16, 3), classes=4, widths=(8, 16, 16))),
                         ("concat_se", zoo.concat_se_net(input_shape=(16, 16, 3), classes=4))):
         x = rng.normal(size=(12, 16, 16, 3)).astype(np.float32)
-        out[name] = (convert(_trained_looking(model), "int8", x, int8_io=True).tflite_bytes, x, model)
+        out[name] = (convert(trained_looking(model), "int8", x, int8_io=True).tflite_bytes, x, model)
     return out
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from export_helpers import trained_looking
 
 from edgekit.errors import UnsupportedModelError
 from edgekit.export.memory_plan import PATCHES_STEP, optimise_for_mcu, plan_memory
@@ -10,16 +11,6 @@ from edgekit.export.patches import patch_model
 from edgekit.export.tflite import convert
 from edgekit.model_io.flatbuffer import tflite_op_list
 from edgekit.runners import litert, tflm
-
-
-def _trained_looking(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        weights = layer.get_weights()
-        if weights:
-            layer.set_weights([w + rng.normal(0, 0.1, w.shape).astype(w.dtype) if w.ndim == 1 else w
-                               for w in weights])
-    return model
 
 
 def _chain(explicit_padding: bool):
@@ -60,7 +51,7 @@ def chains():
 
     tf_keras().utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(10, 64, 64, 3)).astype(np.float32)
-    return {name: convert(_trained_looking(_chain(name == "explicit")), "int8", x, int8_io=True).tflite_bytes
+    return {name: convert(trained_looking(_chain(name == "explicit")), "int8", x, int8_io=True).tflite_bytes
             for name in ("same", "explicit")}, x
 
 
