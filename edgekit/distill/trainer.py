@@ -280,7 +280,8 @@ def _dataset(distiller: Distiller, data, y, batch_size: int, shuffle_seed: int |
     batch = {"x": x}
     if y is not None:
         batch["y"] = y
-    if not distiller.uses_features():  # teacher outputs are fixed: compute them once, not every epoch
+    augmented = shuffle_seed is not None and distiller.augmentation.active  # the teacher labels each new batch
+    if not distiller.uses_features() and not augmented:  # teacher outputs are fixed: compute them once
         batch["teacher"] = _teacher_logits(distiller.teacher_tap, x)
     ds = tf.data.Dataset.from_tensor_slices(batch)
     if shuffle_seed is not None:
