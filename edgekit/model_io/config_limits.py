@@ -112,7 +112,7 @@ def _check_graph_references(label: str, model: dict) -> None:
                                                                                            dict) else None)
             nodes = layer.get("inbound_nodes")
             if isinstance(name, str):
-                calls[name] = max(1, len(nodes) if isinstance(nodes, list) else 0)
+                calls[name] = max(1, len(nodes) if isinstance(nodes, list) else 0) + _own_input_call(layer)
     if not any(isinstance(layer, dict) and "inbound_nodes" in layer for layer in model["layers"]):
         return  # a Sequential model: layers are chained in order, no references
     refs = []
@@ -135,6 +135,16 @@ def _check_graph_references(label: str, model: dict) -> None:
             raise BadInputError(f"{label}: the model config refers to call {_short(repr(node))}, output "
                                 f"{_short(repr(tensor))} of layer '{_short(name)}', which does not exist; the file "
                                 "is damaged")
+
+
+def _own_input_call(layer: dict) -> int:
+    """1 for a nested model built on its own Input (keras.applications' ConvNeXt stem): Keras counts that
+    construction as the model's call 0, so the outer graph's calls of it start at 1; else 0."""
+    config = layer.get("config")
+    inner = config.get("layers") if isinstance(config, dict) else None
+    if not isinstance(inner, list):
+        return 0
+    return int(any(isinstance(x, dict) and x.get("class_name") == "InputLayer" for x in inner))
 
 
 def _references(nodes, tf_keras_nodes: bool) -> list[list]:

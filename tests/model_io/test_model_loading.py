@@ -235,3 +235,35 @@ def test_trusted_custom_class_from_a_module_that_is_not_installed(k3, tmp_path):
     assert not isinstance(info.value, UnsafeModelError)
     assert "layer 'gate' uses class 'Gate' from module 'edgekit_tests_not_installed.layers', which cannot be " \
            "imported" in str(info.value)
+
+
+def test_nested_model_built_on_its_own_input_loads_and_a_call_past_it_is_refused(tmp_path):
+    """keras.applications ConvNeXt: a Sequential stem with its own Input is called as node 1 of the outer graph."""
+    import json
+
+    import h5py
+    import numpy as np
+
+    from edgekit._tf import tf_keras
+    from edgekit.errors import BadInputError
+    from edgekit.model_io.loading import load_model
+
+    keras = tf_keras()
+    stem = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 2, strides=2)], name="stem")
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(stem(inputs))))
+    path = tmp_path / "nested.h5"
+    model.save(path)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    assert np.allclose(load_model(path).keras_model(x), model(x), atol=1e-6)
+
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(path.read_bytes())
+    with h5py.File(damaged, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        flatten = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Flatten")
+        assert flatten["inbound_nodes"][0][0][:2] == ["stem", 1]
+        flatten["inbound_nodes"][0][0][1] = 2  # a call of the stem that never happens: would hang the loader
+        f.attrs["model_config"] = json.dumps(config)
+    with pytest.raises(BadInputError, match="call 2, output 0 of layer 'stem'"):
+        load_model(damaged)
