@@ -100,7 +100,21 @@ def builtin_names() -> frozenset[str]:
                keras.dtype_policies, keras.losses, keras.metrics]
     names = {name for module in modules for name in dir(module) if not name.startswith("_")}
     names |= {"Functional", "Sequential", "Model", "TFOpLambda", "SlicingOpLambda", "Policy"}
-    return frozenset(names)
+    return frozenset(names | set(APPLICATION_LAYERS))
+
+
+# Layers that keras.applications defines in its own modules (library code, not the model's) and that
+# tf_keras cannot resolve from a file's config by itself: ConvNeXt's and Inception-ResNet's blocks.
+APPLICATION_LAYERS = {"LayerScale": "tf_keras.src.applications.convnext",
+                      "StochasticDepth": "tf_keras.src.applications.convnext",
+                      "CustomScaleLayer": "tf_keras.src.applications.inception_resnet_v2"}
+
+
+def _application_layers() -> dict[str, object]:
+    from edgekit._tf import tf_keras
+
+    tf_keras()  # TF's import settings first
+    return {name: getattr(importlib.import_module(module), name) for name, module in APPLICATION_LAYERS.items()}
 
 
 def _import_custom_objects(label: str, unsafe: list[UnsafeObject]) -> dict[str, object]:
@@ -157,7 +171,8 @@ def _load_tf_keras_file(detected: DetectedModel, trust: bool, custom_objects: di
 
     tk = tf_keras()
     # The h5 and SavedModel paths of tf_keras have no safe mode: the config check above stands in for it.
-    model = tk.models.load_model(detected.path, custom_objects=custom_objects or None, compile=False)
+    model = tk.models.load_model(detected.path, custom_objects={**_application_layers(), **custom_objects},
+                                 compile=False)
     saved_model_dir = detected.path if detected.format == "keras_saved_model" else None
     return LoadedModel(detected.path, detected.format, model, saved_model_dir=saved_model_dir)
 
@@ -170,8 +185,8 @@ def _load_tf_keras_archive(detected: DetectedModel, trust: bool, custom_objects:
     with tempfile.TemporaryDirectory(prefix="edgekit-load-") as scratch:
         copy = os.path.join(scratch, "model.keras")
         shutil.copyfile(detected.path, copy)
-        model = tk.models.load_model(copy, custom_objects=custom_objects or None, compile=False,
-                                     safe_mode=not trust)
+        model = tk.models.load_model(copy, custom_objects={**_application_layers(), **custom_objects},
+                                     compile=False, safe_mode=not trust)
     return LoadedModel(detected.path, detected.format, model)
 
 

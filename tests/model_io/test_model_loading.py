@@ -267,3 +267,36 @@ def test_nested_model_built_on_its_own_input_loads_and_a_call_past_it_is_refused
         f.attrs["model_config"] = json.dumps(config)
     with pytest.raises(BadInputError, match="call 2, output 0 of layer 'stem'"):
         load_model(damaged)
+
+
+@pytest.mark.slow
+def test_keras_applications_convnext_h5_loads_without_trust_and_its_own_layers_only(tmp_path):
+    """ConvNeXt's LayerScale is keras.applications' own code: loaded as a built-in; a look-alike from another
+    module is still refused."""
+    import json
+
+    import h5py
+
+    from edgekit._tf import tf_keras
+    from edgekit.errors import UnsafeModelError
+    from edgekit.model_io.loading import load_model
+
+    keras = tf_keras()
+    model = keras.applications.ConvNeXtTiny(weights=None, input_shape=(32, 32, 3), classes=4,
+                                            classifier_activation=None)
+    path = tmp_path / "convnext.h5"
+    model.save(path)
+    x = np.random.default_rng(0).normal(size=(1, 32, 32, 3)).astype(np.float32)
+    loaded = load_model(path).keras_model
+    assert loaded.count_params() == model.count_params()
+    assert np.allclose(loaded(x), model(x), atol=1e-5)
+
+    foreign = tmp_path / "foreign.h5"
+    foreign.write_bytes(path.read_bytes())
+    with h5py.File(foreign, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        scale = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "LayerScale")
+        scale["module"] = "evil.layers"
+        f.attrs["model_config"] = json.dumps(config)
+    with pytest.raises(UnsafeModelError):
+        load_model(foreign)
