@@ -26,13 +26,17 @@ import numpy as np
 
 from edgekit.channels.axes import WIDTH_KEY, depth_multiplier, mid_mask, weight_axes
 from edgekit.channels.groups import ROLE_OUT, ChannelGroup, ChannelGroups, Keep
+from edgekit.channels.masks import kept_masks, mask_index
 from edgekit.channels.sequence import resized_attrs, sequence_masks
 from edgekit.costmodel.layer_costs import analyze
 from edgekit.costmodel.size import estimate_tflite_bytes
 from edgekit.errors import BadInputError, DoesNotFitError
 from edgekit.ir.graph import Graph, Node, Tensor, Weight
+from edgekit.ir.sequence import ATTENTION_OPS, RNN_OPS
 
 _SEARCH_STEPS = 40
+# Layers whose weights have recurrent or attention axis kinds: resized from per-slot masks.
+_MASKED_OPS = RNN_OPS | ATTENTION_OPS
 
 
 def _floor(group: ChannelGroup, min_channels: int) -> int:
@@ -139,7 +143,7 @@ def _global_removals(prunable: tuple[ChannelGroup, ...], scores: Mapping[int, np
 
 
 def _masks(groups: ChannelGroups, keep: Keep) -> dict[str, tuple[bool, ...]]:
-    return {t: groups.kept_mask(t, keep) for t in groups.slot_units}
+    return kept_masks(groups, keep)
 
 
 def node_masks(groups: ChannelGroups, node: Node, masks: Mapping[str, tuple[bool, ...]]) -> dict[str, list[bool]]:
@@ -163,29 +167,58 @@ def new_reshape_target(target_shape, old_last: int, new_last: int) -> tuple:
 
 
 def shrink_graph(groups: ChannelGroups, keep: Keep) -> Graph:
-    """The IR of the model after removing every unit not in `keep` (tensors, weights and widths resized)."""
+    """The IR of the model after removing every unit not in `keep` (tensors, weights and widths resized).
+
+    Layers and tensors whose channel counts do not change are the original objects, so a search that
+    changes one group per move rebuilds only the layers around it.
+    """
     graph = groups.graph
-    masks = _masks(groups, keep)
-    tensors = [Tensor(t.name, t.shape[:-1] + (sum(masks[t.name]),) if t.shape else t.shape, t.dtype)
+    counts = mask_index(groups).counts(keep)
+    tensors = [t if not t.shape or counts[t.name] == t.shape[-1] else Tensor(t.name, t.shape[:-1] + (counts[t.name],),
+                                                                             t.dtype)
                for t in graph.tensors.values()]
+    masks = None  # per-slot masks, only for the layers whose weights need more than channel counts
     nodes = []
     for node in graph.nodes:
-        by_kind = node_masks(groups, node, masks)
-        weights = []
-        for w in node.weights:
-            shape = list(w.shape)
-            for axis, kind in weight_axes(node, w).items():
-                shape[axis] = sum(by_kind[kind])
-            weights.append(Weight(w.name, tuple(shape), w.role, w.trainable))
-        attrs = dict(node.attrs)
-        if node.op in WIDTH_KEY and WIDTH_KEY[node.op] in attrs and node.outputs:
-            attrs[WIDTH_KEY[node.op]] = sum(masks[node.outputs[0]])
-        attrs.update(resized_attrs(node, by_kind))
-        if node.op == "Reshape" and "target_shape" in attrs:
-            old = graph.tensors[node.outputs[0]].channels
-            attrs["target_shape"] = new_reshape_target(attrs["target_shape"], old, sum(masks[node.outputs[0]]))
-        nodes.append(Node(node.name, node.op, node.inputs, node.outputs, attrs, tuple(weights)))
+        if node.op in _MASKED_OPS:
+            masks = masks if masks is not None else _masks(groups, keep)
+            by_kind = node_masks(groups, node, masks)
+            nodes.append(_shrink_node(graph, node, {k: sum(v) for k, v in by_kind.items()}, by_kind))
+            continue
+        nodes.append(_shrink_node(graph, node, _kind_counts(node, counts), {}))
     return Graph.build(tensors, nodes, graph.inputs, graph.outputs, graph.name)
+
+
+def _kind_counts(node: Node, counts: Mapping[str, int]) -> dict[str, int]:
+    """Kept channels per axis kind, as node_masks' sums, for layers without recurrent or attention kinds."""
+    out = {}
+    if node.inputs:
+        out["in"] = counts[node.inputs[0]]
+        out["mid"] = out["in"] * depth_multiplier(node)
+    if node.outputs:
+        out["out"] = counts[node.outputs[0]]
+    return out
+
+
+def _shrink_node(graph: Graph, node: Node, kept: Mapping[str, int], by_kind: Mapping[str, list[bool]]) -> Node:
+    """`node` with weights, width and reshape target resized to `kept` channels per axis kind (`node` itself
+    when nothing changes)."""
+    weights = []
+    for w in node.weights:
+        shape = list(w.shape)
+        for axis, kind in weight_axes(node, w).items():
+            shape[axis] = kept[kind]
+        weights.append(w if tuple(shape) == w.shape else Weight(w.name, tuple(shape), w.role, w.trainable))
+    attrs = dict(node.attrs)
+    if node.op in WIDTH_KEY and WIDTH_KEY[node.op] in attrs and node.outputs:
+        attrs[WIDTH_KEY[node.op]] = kept["out"]
+    attrs.update(resized_attrs(node, by_kind))
+    if node.op == "Reshape" and "target_shape" in attrs:
+        old = graph.tensors[node.outputs[0]].channels
+        attrs["target_shape"] = new_reshape_target(attrs["target_shape"], old, kept["out"])
+    if attrs == node.attrs and all(a is b for a, b in zip(weights, node.weights)):
+        return node
+    return Node(node.name, node.op, node.inputs, node.outputs, attrs, tuple(weights))
 
 
 @dataclass(frozen=True)

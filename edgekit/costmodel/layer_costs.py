@@ -217,20 +217,49 @@ def layer_weight_bytes(graph: Graph, node: Node) -> WeightBytes:
     return WeightBytes(4 * params, 2 * params, int8)
 
 
+def layer_cost(graph: Graph, node: Node) -> LayerCost:
+    """The costs of one layer application in `graph`."""
+    outs = graph.output_tensors(node)
+    return LayerCost(
+        name=node.name,
+        op=node.op,
+        output_shape=outs[0].shape if outs else (),
+        params=node.params,
+        macs=layer_macs(graph, node),
+        ops=layer_ops(graph, node),
+        weight_bytes=layer_weight_bytes(graph, node),
+        activation_bytes_float32=sum(t.elements * 4 for t in outs),
+        activation_bytes_int8=sum(t.elements for t in outs),
+    )
+
+
+def _cost_inputs(graph: Graph, node: Node) -> tuple:
+    """Everything of `graph` besides `node` itself that layer_cost reads (the tensors, BN folding's neighbour)."""
+    fold = None
+    if node.op == "BatchNormalization":
+        producer = graph.producer(node.inputs[0])
+        fold = (None if producer is None else (producer.op, producer.activation, producer.weight("bias") is None),
+                len(graph.consumers(node.inputs[0])))
+    return tuple(graph.input_tensors(node)), tuple(graph.output_tensors(node)), fold
+
+
+def _cached_layer_cost(graph: Graph, node: Node) -> LayerCost:
+    # Nodes are immutable and a shrunk graph (edgekit.channels.keep.shrink_graph) reuses the ones whose
+    # channels did not change, so a cost kept on the node with what it was computed from saves most of the
+    # work of a planner's cost evaluation.
+    key = _cost_inputs(graph, node)
+    cached = node.__dict__.get("_layer_cost")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    cost = layer_cost(graph, node)
+    object.__setattr__(node, "_layer_cost", (key, cost))
+    return cost
+
+
 def analyze(graph: Graph) -> ModelCost:
-    """Per-layer costs of every node, in execution order."""
-    layers = []
-    for node in graph.nodes:
-        outs = graph.output_tensors(node)
-        layers.append(LayerCost(
-            name=node.name,
-            op=node.op,
-            output_shape=outs[0].shape if outs else (),
-            params=node.params,
-            macs=layer_macs(graph, node),
-            ops=layer_ops(graph, node),
-            weight_bytes=layer_weight_bytes(graph, node),
-            activation_bytes_float32=sum(t.elements * 4 for t in outs),
-            activation_bytes_int8=sum(t.elements for t in outs),
-        ))
-    return ModelCost(tuple(layers))
+    """Per-layer costs of every node, in execution order (computed once per graph)."""
+    cost = graph.__dict__.get("_model_cost")
+    if cost is None:
+        cost = ModelCost(tuple(_cached_layer_cost(graph, node) for node in graph.nodes))
+        object.__setattr__(graph, "_model_cost", cost)
+    return cost

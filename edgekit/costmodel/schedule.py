@@ -131,6 +131,13 @@ class _Model:
                         self.kept[i] += size[t]
         self.start_live = sum(size[t] for t in set(graph.inputs) if t in size)
         self.full = (1 << n) - 1
+        self.users = [0] * n     # ops that read something op i writes: the only ones op i can make ready
+        for i in range(n):
+            deps = self.deps[i]
+            while deps:
+                low = deps & -deps
+                self.users[low.bit_length() - 1] |= 1 << i
+                deps ^= low
 
     def _step(self, done: int, live: int, i: int) -> tuple[int, int]:
         """(bytes alive while op i runs, bytes alive after it) given the ops `done` and bytes `live`."""
@@ -141,23 +148,38 @@ class _Model:
     def _ready(self, done: int) -> list[int]:
         return [i for i in range(self.n) if not done >> i & 1 and self.deps[i] & ~done == 0]
 
+    def _ready_mask(self, done: int) -> int:
+        return sum(1 << i for i in self._ready(done))
+
+    def _ready_after(self, ready: int, done: int, i: int) -> int:
+        """The ready-op mask once op i has run, from `ready` (the mask of state `done`): O(users of i)."""
+        after = done | (1 << i)
+        ready &= ~(1 << i)
+        users = self.users[i]
+        while users:
+            low = users & -users
+            if self.deps[low.bit_length() - 1] & ~after == 0:
+                ready |= low
+            users ^= low
+        return ready
+
     def exact(self, budget: int) -> tuple[int, ...] | None:
         """Min over orders of the max live bytes, by memoised search over done-sets; None past the budget."""
         memo: dict[int, tuple[int, int]] = {self.full: (0, -1)}  # done -> (best peak of the rest, next op)
-        stack = [(0, self.start_live)]
+        stack = [(0, self.start_live, self._ready_mask(0))]
         live_of = {0: self.start_live}
         while stack:  # iterative post-order: a state is solved once all its successors are
-            done, live = stack[-1]
+            done, live, ready = stack[-1]
             if done in memo:
                 stack.pop()
                 continue
             pending = []
             best = (None, -1)
-            for i in self._ready(done):
+            for i in _bits(ready):
                 during, after_live = self._step(done, live, i)
                 nxt = done | (1 << i)
                 if nxt not in memo:
-                    pending.append((nxt, after_live))
+                    pending.append((nxt, after_live, self._ready_after(ready, done, i)))
                     continue
                 peak = max(during, memo[nxt][0])
                 if best[0] is None or peak < best[0]:
@@ -187,3 +209,11 @@ class _Model:
             order.append(i)
             done, live = done | (1 << i), after_live
         return tuple(order)
+
+
+def _bits(mask: int):
+    """Indices of the set bits of `mask`, lowest first."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low

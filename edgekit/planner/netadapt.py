@@ -90,13 +90,18 @@ class _Channels:
             self.whole[gid] = float(np.sum(np.maximum(norm, 0.0)))
         self.floor = {gid: min(g.size, max(min_channels, len(g.frozen_units), 1)) for gid, g in self.groups.items()}
         self.total = sum(float(self.removed_sum[gid][-1]) for gid in self.groups)
+        self._kept_sets: dict[tuple[int, int], frozenset[int]] = {}
 
     def keep(self, counts: Mapping[int, int]) -> dict[int, frozenset[int]]:
-        out = {}
-        for gid, g in self.groups.items():
-            dropped = self.order[gid][: self._n_removed(gid, counts[gid])]
-            out[gid] = frozenset(range(g.size)) - frozenset(dropped)
-        return out
+        return {gid: self._kept(gid, counts[gid]) for gid in self.groups}
+
+    def _kept(self, gid: int, count: int) -> frozenset[int]:
+        # One set per (group, count): a move changes one group, and shrink_graph's masks are cached by set.
+        kept = self._kept_sets.get((gid, count))
+        if kept is None:
+            dropped = self.order[gid][: self._n_removed(gid, count)]
+            kept = self._kept_sets[(gid, count)] = frozenset(range(self.groups[gid].size)) - frozenset(dropped)
+        return kept
 
     def _n_removed(self, gid: int, count: int) -> int:
         return len(self.order[gid]) - (count - len(self.groups[gid].frozen_units))
