@@ -99,6 +99,10 @@ def render(out: Path, model_names: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import argparse
+
     from zoo import MODELS
 
-    render(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "ZOO.md", list(MODELS))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", type=Path, default=Path(__file__).resolve().parent / "ZOO.md")
+    render(parser.parse_args().out, list(MODELS))
