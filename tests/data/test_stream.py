@@ -137,7 +137,7 @@ def test_open_data_streams_large_single_files_only(tmp_path, monkeypatch):
     assert isinstance(open_data(_write_shards(tmp_path / "s", x, y, sizes=(200,)), (None, 10)), StreamSource)
 
 
-def _one_line_error(call, *names):
+def assert_one_line_error(call, *names):
     with pytest.raises(BadInputError) as err:
         call()
     message = str(err.value)
@@ -149,14 +149,14 @@ def test_bad_shards_are_named_in_one_line(tmp_path):
     x, y = _arrays(n=100)
     folder = _write_shards(tmp_path / "s", x, y, sizes=(50, 50), compressed=())
     np.savez(os.path.join(folder, "part-2.npz"), x=np.zeros((5, 11), np.float32), y=np.zeros(5, np.int64))
-    _one_line_error(lambda: open_stream(folder), "part-2.npz", "same sample shape")
+    assert_one_line_error(lambda: open_stream(folder), "part-2.npz", "same sample shape")
     np.savez(os.path.join(folder, "part-2.npz"), samples=np.zeros((5, 10), np.float32))
-    _one_line_error(lambda: open_stream(folder), "part-2.npz", "no array named 'x'")
+    assert_one_line_error(lambda: open_stream(folder), "part-2.npz", "no array named 'x'")
     with open(os.path.join(folder, "part-2.npz"), "wb") as f:
         f.write(b"PK\x03\x04 not really a zip")
-    _one_line_error(lambda: open_stream(folder), "part-2.npz")
+    assert_one_line_error(lambda: open_stream(folder), "part-2.npz")
     os.remove(os.path.join(folder, "part-2.npz"))
-    _one_line_error(lambda: load_data(folder), folder, "streamed")   # whole-array commands refuse it
+    assert_one_line_error(lambda: load_data(folder), folder, "streamed")   # whole-array commands refuse it
 
 
 def test_bad_tfrecords_are_named_in_one_line(tmp_path):
@@ -169,12 +169,12 @@ def test_bad_tfrecords_are_named_in_one_line(tmp_path):
         data = f.read()
     with open(path, "wb") as f:          # a flipped byte in a record: its CRC fails
         f.write(data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
-    _one_line_error(lambda: open_stream(folder, (None, 10)), "part-1.tfrecord")
+    assert_one_line_error(lambda: open_stream(folder, (None, 10)), "part-1.tfrecord")
     ints = tf.train.Example(features=tf.train.Features(feature={
         "x": tf.train.Feature(int64_list=tf.train.Int64List(value=[1, 2]))}))
     with tf.io.TFRecordWriter(str(tmp_path / "ints.tfrecord")) as writer:
         writer.write(ints.SerializeToString())
-    _one_line_error(lambda: open_stream(tmp_path / "ints.tfrecord", (None, 2)), "ints.tfrecord", "'x'")
+    assert_one_line_error(lambda: open_stream(tmp_path / "ints.tfrecord", (None, 2)), "ints.tfrecord", "'x'")
 
 
 def test_bad_image_is_named_in_one_line(tmp_path):
@@ -183,4 +183,4 @@ def test_bad_image_is_named_in_one_line(tmp_path):
     os.makedirs(tmp_path / "img" / "a")
     Image.fromarray(np.zeros((4, 4), np.uint8), "L").save(tmp_path / "img" / "a" / "ok.png")
     (tmp_path / "img" / "a" / "broken.png").write_bytes(b"\x89PNG not an image")
-    _one_line_error(lambda: open_stream(tmp_path / "img", (None, 4, 4, 1)), "broken.png")
+    assert_one_line_error(lambda: open_stream(tmp_path / "img", (None, 4, 4, 1)), "broken.png")

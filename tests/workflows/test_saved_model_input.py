@@ -60,7 +60,7 @@ def _digest(path) -> str:
     return h.hexdigest()
 
 
-def _one_line_error(result, *fragments):
+def assert_one_line_error(result, *fragments):
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
@@ -125,21 +125,22 @@ def test_refusals_name_the_directory_and_what_to_do(tmp_path):
     bare = tf.Module()
     bare.v = tf.Variable(1.0)   # no tf.function with an input signature: nothing to convert
     unsigned = _save(tf, bare, tmp_path / "unsigned")
-    _one_line_error(CliRunner().invoke(main, ["inspect", unsigned]), unsigned, "no signature", "signatures=")
+    assert_one_line_error(CliRunner().invoke(main, ["inspect", unsigned]), unsigned, "no signature", "signatures=")
 
     ragged = tf.Module()
     ragged.f = tf.function(lambda x: {"y": tf.reduce_sum(x, axis=1)},
                            input_signature=[tf.TensorSpec([1, None], tf.float32)])
     ragged_dir = _save(tf, ragged, tmp_path / "ragged", signatures=ragged.f.get_concrete_function())
-    _one_line_error(CliRunner().invoke(main, ["inspect", ragged_dir]), ragged_dir, "[1, ?]", "fixed tf.TensorSpec")
+    assert_one_line_error(CliRunner().invoke(main, ["inspect", ragged_dir]), ragged_dir, "[1, ?]",
+                          "fixed tf.TensorSpec")
 
     python = tf.Module()
     python.f = tf.function(lambda x: {"y": tf.py_function(lambda v: v * 2, [x], tf.float32)},
                            input_signature=[tf.TensorSpec([1, 4], tf.float32)])
     python_dir = _save(tf, python, tmp_path / "python", signatures=python.f.get_concrete_function())
-    _one_line_error(CliRunner().invoke(main, ["bench", python_dir]), python_dir, "calls back into Python")
+    assert_one_line_error(CliRunner().invoke(main, ["bench", python_dir]), python_dir, "calls back into Python")
 
     special = tf.Module()
     special.f = tf.function(lambda x: {"y": tf.math.digamma(x)}, input_signature=[tf.TensorSpec([1, 4], tf.float32)])
     special_dir = _save(tf, special, tmp_path / "special", signatures=special.f.get_concrete_function())
-    _one_line_error(CliRunner().invoke(main, ["inspect", special_dir]), special_dir, "Digamma")
+    assert_one_line_error(CliRunner().invoke(main, ["inspect", special_dir]), special_dir, "Digamma")
