@@ -80,6 +80,8 @@ def quantize_aware(model, x: np.ndarray, y: np.ndarray | None = None, *, epochs:
     except (RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise UnsupportedModelError(f"quantization-aware training cannot wrap {model.name!r}: {first}") from exc
+    # the wrappers are named quant_<layer>: keep the model's output names, which name the .tflite's outputs
+    wrapped.output_names = list(model.output_names)
     callbacks = [_MaskKeeper(wrapped, masks)] if masks else []
     fine_tune(wrapped, np.asarray(x, np.float32), y, epochs=epochs, batch_size=batch_size,
               learning_rate=learning_rate, teacher=model, callbacks=callbacks, seed=seed, strategy=strategy)

@@ -78,7 +78,8 @@ def taylor_objective(model, x: np.ndarray, y: np.ndarray | None):
 
 def fine_tune(model, x: np.ndarray, y: np.ndarray | None, *, epochs: int, batch_size: int = 64,
               learning_rate: float = 1e-3, teacher=None, callbacks=(), seed: int = 0, strategy=None) -> None:
-    """Train `model` in place for `epochs` on (x, y); y None: on `teacher`'s outputs (required then).
+    """Train `model` in place for `epochs` on (x, y); y None: on `teacher`'s outputs (required then). A model
+    with several outputs trains on a list of targets (one per output, MSE each): the teacher's outputs.
 
     strategy: a tf.distribute strategy or its name; None uses the process's active one (edgekit.distill.strategy).
     """
@@ -92,7 +93,13 @@ def fine_tune(model, x: np.ndarray, y: np.ndarray | None, *, epochs: int, batch_
         if teacher is None:
             raise BadInputError("fine-tuning without labels needs the original model's outputs as targets")
         y = teacher.predict(x, verbose=0, batch_size=256)
-    loss, metrics = fit_objective(model, y)
+    if isinstance(y, (list, tuple)):  # several outputs (targets: the original model's): MSE on each, summed
+        y = tuple(np.asarray(v, np.float32) for v in y)
+        if len(y) != len(model.outputs):
+            raise BadInputError(f"fine-tuning {model.name}: {len(y)} targets for {len(model.outputs)} outputs")
+        loss, metrics = keras.losses.MeanSquaredError(), []
+    else:
+        loss, metrics = fit_objective(model, y)
     keras.utils.set_random_seed(seed)
     with training_copy(model, strategy, callbacks) as (work, distributed):
         with scope(distributed):

@@ -124,10 +124,7 @@ def _quantize(ctx: Context, student, plan) -> tuple[bytes, float, float, list[st
         note.append(f"{precision}: {metric} {acc:.4f} (float {float_acc:.4f})")
         over_budget = ctx.teacher_score - acc > options.max_accuracy_drop
         lossy = precision == "int8" and float_acc > acc and (over_budget or float_acc - acc > options.max_accuracy_drop)
-        if lossy and len(ctx.task.heads) > 1:
-            notes.append(f"post-training int8 lost {float_acc - acc:.4f} {metric}; QAT is not tried on "
-                         "multi-output models (edgekit's QAT fine-tunes one output)")
-        elif lossy:
+        if lossy:
             mixed = try_mixed(ctx, student, calibration, acc)  # per-layer int16x8 / float32 before QAT
             if mixed is not None:
                 notes.extend(mixed.notes)
