@@ -2,11 +2,13 @@
 
     nice -n 10 .venv/bin/python benchmarks/sequence_pruning.py
 
-Three models with random weights (the figures are about size and speed, not accuracy): a 2-block
+Four models with random weights (the figures are about size and speed, not accuracy): a 2-block
 transformer encoder (MultiHeadAttention: heads, key and value dims pruned, and the feed-forward
-width), a 2-layer LSTM and a Conv1D + GRU. Each is pruned with `edgekit.prune.prune(model, 0.5)`
-(l1, data-free), converted to float32 TFLite at batch 1, and timed on this host's CPU with LiteRT,
-one thread, original and pruned interleaved (edgekit.runners.litert.interleaved_median_ms).
+width), a 2-layer LSTM, a Conv1D + GRU and a Conv1D + Bidirectional(LSTM) + Bidirectional(GRU) (each
+direction's units pruned on their own). Each is pruned with `edgekit.prune.prune(model, 0.5)` (l1,
+data-free), converted to float32 TFLite at batch 1, and timed on this host's CPU with LiteRT, one
+thread, original and pruned interleaved (edgekit.runners.litert.interleaved_median_ms). Pass model
+names to run some only: `... sequence_pruning.py bidirectional`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,15 @@ def gru(keras, steps=50, features=32):
     return keras.Model(x0, L.Dense(10)(h), name="gru")
 
 
+def bidirectional(keras, steps=50, features=32):
+    L = keras.layers
+    x0 = keras.Input((steps, features))
+    h = L.Conv1D(32, 3, activation="relu")(x0)
+    h = L.Bidirectional(L.LSTM(64, return_sequences=True))(h)
+    h = L.Bidirectional(L.GRU(48))(h)
+    return keras.Model(x0, L.Dense(10)(h), name="bidirectional")
+
+
 def main(names) -> None:
     from edgekit._tf import tf_keras
     from edgekit.export.tflite import convert
@@ -51,7 +62,7 @@ def main(names) -> None:
 
     keras = tf_keras()
     keras.utils.set_random_seed(0)
-    builders = {"transformer": transformer, "lstm": lstm, "gru": gru}
+    builders = {"transformer": transformer, "lstm": lstm, "gru": gru, "bidirectional": bidirectional}
     print("| model | params | MACs | float32 .tflite bytes | LiteRT 1-thread median ms |")
     print("|---|---|---|---|---|")
     for name in names:
@@ -70,10 +81,12 @@ def main(names) -> None:
 
 def _width(layer) -> str:
     config = layer.get_config()
+    if type(layer).__name__ == "Bidirectional":
+        return f"{type(layer.forward_layer).__name__} {layer.forward_layer.units} + {layer.backward_layer.units}"
     if "num_heads" in config:
         return f"heads {config['num_heads']}, key_dim {config['key_dim']}, value_dim {config['value_dim']}"
     return str(config.get("units", "")) if type(layer).__name__ in ("LSTM", "GRU", "Dense") else ""
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["transformer", "lstm", "gru"])
+    main(sys.argv[1:] or ["transformer", "lstm", "gru", "bidirectional"])

@@ -8,8 +8,8 @@ slices belong to a channel) and the surgery (which slices to copy). Axis kinds:
 - ``"out"``: the channels the layer produces (a kernel's output axis, the bias);
 - ``"mid"``: a SeparableConv's depthwise output (input channel c, multiplier j at c * m + j), which the
   pointwise kernel reads;
-- RNN and attention kinds (``"gates"``, ``"heads"``, ``"key_dim"``, ``"value_dim"``, ``"in_key"``,
-  ``"in_value"``): see edgekit.channels.sequence.
+- RNN and attention kinds (``"gates"``, ``"out_backward"``, ``"gates_backward"``, ``"heads"``,
+  ``"key_dim"``, ``"value_dim"``, ``"in_key"``, ``"in_value"``): see edgekit.channels.sequence.
 
     >>> from edgekit.ir.graph import Node, Weight
     >>> conv = Node("c", "Conv2D", ("x",), ("y",), {}, (Weight("k", (3, 3, 8, 16), "kernel"),))
@@ -22,11 +22,12 @@ from __future__ import annotations
 from edgekit.channels.sequence import sequence_weight_axes
 from edgekit.ir.graph import Node, Weight
 from edgekit.ir.ops import CONV_OPS, DENSE_OPS, DEPTHWISE_OPS, SEPARABLE_OPS, TRANSPOSED_CONV_OPS
-from edgekit.ir.sequence import ATTENTION_OPS, RNN_OPS
+from edgekit.ir.sequence import ATTENTION_OPS, BIDIRECTIONAL_OPS, RNN_OPS
 
 EMBEDDING_OPS = frozenset({"Embedding"})
 #: Layers whose output channels are born there: each output channel can be kept or dropped on its own.
-SOURCE_OPS = CONV_OPS | TRANSPOSED_CONV_OPS | SEPARABLE_OPS | DENSE_OPS | EMBEDDING_OPS | RNN_OPS
+SOURCE_OPS = (CONV_OPS | TRANSPOSED_CONV_OPS | SEPARABLE_OPS | DENSE_OPS | EMBEDDING_OPS | RNN_OPS
+              | BIDIRECTIONAL_OPS)
 #: Layers with per-channel weights on channels that pass through them.
 CHANNELWISE_OPS = DEPTHWISE_OPS | frozenset({"BatchNormalization", "PReLU"})
 
@@ -46,7 +47,7 @@ def weight_axes(node: Node, weight: Weight) -> dict[int, str]:
     op, role = node.op, weight.role
     if rank == 0:
         return {}
-    if op in RNN_OPS | ATTENTION_OPS:
+    if op in RNN_OPS | BIDIRECTIONAL_OPS | ATTENTION_OPS:
         return sequence_weight_axes(node, weight)
     if op in CONV_OPS | DENSE_OPS:
         if role == "kernel" and int(node.attrs.get("groups", 1) or 1) != 1:

@@ -41,6 +41,8 @@ from edgekit.channels.sequence import (
     ROLE_OUT,
     attention_rule,
     attention_unsupported,
+    bidirectional_rule,
+    bidirectional_unsupported,
 )
 from edgekit.ir.graph import Graph, Node
 from edgekit.ir.ops import DEPTHWISE_OPS, ELEMENTWISE_TF_FUNCTIONS, MERGE_OPS, RESHAPE_OPS, SEPARABLE_OPS
@@ -290,8 +292,8 @@ def _unsupported_reason(b: _Builder, node: Node, shared: dict[str, int]) -> str 
         return None
     if op == "LayerNormalization":
         return "normalises across channels, so removing one changes the others"
-    if op in BIDIRECTIONAL_OPS:
-        return "the units of a Bidirectional layer's two directions are not pruned yet"
+    if op in BIDIRECTIONAL_OPS and bidirectional_unsupported(node) is not None:
+        return bidirectional_unsupported(node)
     if op in ATTENTION_OPS:
         if _base_name(node) in shared:
             return f"shared layer (applied {shared[_base_name(node)]} times)"
@@ -391,6 +393,8 @@ def _concatenate(b: _Builder, node: Node) -> None:
 def _rule(op: str):
     if op in ATTENTION_OPS:
         return attention_rule
+    if op in BIDIRECTIONAL_OPS:
+        return bidirectional_rule
     if op in SOURCE_OPS:
         return _source
     if op in CHANNELWISE_OPS:

@@ -32,11 +32,11 @@ from edgekit.costmodel.layer_costs import analyze
 from edgekit.costmodel.size import estimate_tflite_bytes
 from edgekit.errors import BadInputError, DoesNotFitError
 from edgekit.ir.graph import Graph, Node, Tensor, Weight
-from edgekit.ir.sequence import ATTENTION_OPS, RNN_OPS
+from edgekit.ir.sequence import ATTENTION_OPS, BIDIRECTIONAL_OPS, RNN_OPS
 
 _SEARCH_STEPS = 40
 # Layers whose weights have recurrent or attention axis kinds: resized from per-slot masks.
-_MASKED_OPS = RNN_OPS | ATTENTION_OPS
+_MASKED_OPS = RNN_OPS | BIDIRECTIONAL_OPS | ATTENTION_OPS
 
 
 def _floor(group: ChannelGroup, min_channels: int) -> int:

@@ -27,10 +27,10 @@ import numpy as np
 from edgekit.channels.axes import weight_axes
 from edgekit.channels.criteria import CRITERIA
 from edgekit.channels.groups import ROLE_CHANNELWISE, ROLE_OUT, ChannelGroup, ChannelGroups
-from edgekit.channels.sequence import internal_kind
+from edgekit.channels.sequence import BACKWARD, RECURRENT_OUT_KINDS, direction_offset, internal_kind
 from edgekit.errors import BadInputError
 from edgekit.ir.ops import KERNEL_ROLES
-from edgekit.ir.sequence import gates
+from edgekit.ir.sequence import gates, recurrent_op
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,11 @@ def _producing_weight_sums(group: ChannelGroup, inputs: ImportanceInputs, power:
                 if axis_kind in kinds:
                     per_slot = np.sum(np.abs(np.moveaxis(np.asarray(array, np.float64), axis, -1)) ** power,
                                       axis=tuple(range(array.ndim - 1)))
-                    if axis_kind == "gates":  # one column per gate block: fold the blocks onto the units
-                        per_slot = per_slot.reshape(gates(node.op), -1).sum(axis=0)
-                    _scatter(ref.slots, ref.units, per_slot, total)
+                    if axis_kind in ("gates", "gates" + BACKWARD):  # a column per gate block: fold onto units
+                        per_slot = per_slot.reshape(gates(recurrent_op(node)), -1).sum(axis=0)
+                    if axis_kind.endswith(BACKWARD):  # a Bidirectional's backward units: their output slots
+                        per_slot = np.pad(per_slot, (direction_offset(node, axis_kind), 0))
+                    _scatter(ref.slots, ref.units, _padded(per_slot, max(ref.slots) + 1), total)
     return total
 
 
@@ -77,7 +79,12 @@ def _producing_kinds(ref) -> tuple[str, ...]:
     internal = internal_kind(ref.tensor)
     if internal is not None:
         return (internal,)
-    return ("out", "gates") if ref.role == ROLE_OUT else ("in",)
+    return RECURRENT_OUT_KINDS if ref.role == ROLE_OUT else ("in",)
+
+
+def _padded(per_slot: np.ndarray, width: int) -> np.ndarray:
+    """Zeros for the slots a weight does not produce (a Bidirectional's forward weights vs. backward slots)."""
+    return per_slot if len(per_slot) >= width else np.pad(per_slot, (0, width - len(per_slot)))
 
 
 def l1_norm(group: ChannelGroup, inputs: ImportanceInputs) -> np.ndarray:

@@ -85,7 +85,7 @@ def _resized_config(node: Node, config: dict, masks: Mapping[str, list[bool]], g
     config = dict(config)
     if node.op in WIDTH_KEY and "out" in masks:
         config[WIDTH_KEY[node.op]] = int(sum(masks["out"]))
-    config.update(resized_attrs(node, masks))
+    config.update(resized_attrs(node, masks, config))
     for key, kind in _ATTENTION_SHAPE_KEYS.items():  # tf_keras MultiHeadAttention builds from these shapes
         if config.get(key) is not None and kind in masks:
             config[key] = [*list(config[key])[:-1], int(sum(masks[kind]))]
