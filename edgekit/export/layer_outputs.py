@@ -165,10 +165,12 @@ def tflite_intermediates(tflite_bytes: bytes, x: np.ndarray, tensors: list[int],
         try:
             if micro is None:
                 interpreter.set_tensor(in_detail["index"], tensor)
+                interpreter.reset_all_variables()  # a fused LSTM's state must not carry over between samples
                 interpreter.invoke()
                 read = interpreter.get_tensor
             else:
                 micro.set_input(tensor, 0)
+                micro.reset()
                 micro.invoke()
                 read = _tflm_reader(micro)
         except (RuntimeError, ValueError) as exc:

@@ -132,6 +132,7 @@ def _predict_here(model_bytes: bytes, arrays: list[np.ndarray], threads: int, ba
         for x, detail in zip(arrays, in_details):
             chunk = pad_batch(x[start:start + batch], batch)
             interpreter.set_tensor(detail["index"], to_input_tensor(chunk, detail["dtype"], _quantization(detail)))
+        interpreter.reset_all_variables()  # fused LSTMs keep their state in variables: each batch starts fresh
         interpreter.invoke()
         for i, detail in enumerate(out_details):
             y = interpreter.get_tensor(detail["index"])

@@ -82,7 +82,7 @@ def _litert_matches(pruned, x, op: str | None):
     blob = convert(pruned, "float32", x).tflite_bytes
     if op is not None:
         assert op in tflite_op_list(blob)
-    np.testing.assert_allclose(predict(blob, x), pruned(x).numpy(), atol=2e-2)
+    np.testing.assert_allclose(predict(blob, x), pruned(x).numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_rnn_units_are_removed_from_every_gate(keras):
