@@ -6,3 +6,5 @@ PRECISIONS = ("float32", "float16", "dynamic_int8", "int8")
 DEVICE_PRECISIONS = ("int8", "int16x8", "float16", "float32")
 # What TFLite Micro runs from PRECISIONS (no float16 or hybrid kernels).
 TFLM_PRECISIONS = ("int8", "float32")
+# `edgekit export --precision mixed`: per-layer int8 / int16x8 / float32 (edgekit.workflows.export_mixed).
+MIXED = "mixed"

@@ -10,22 +10,26 @@ import os
 
 import click
 
-from edgekit.precisions import PRECISIONS
+from edgekit.precisions import MIXED, PRECISIONS
 
 
 @click.command("export")
 @click.argument("model", type=click.Path())
 @click.option("--out", "-o", required=True, type=click.Path(), help="The .tflite file to write (MCU sources go "
               "beside it: <name>_data.h/.cc, <name>_ops.h, <name>_main.cc).")
-@click.option("--precision", "-p", type=click.Choice(PRECISIONS), help="Default: the --device profile's preferred "
-              "precision, else int8.")
+@click.option("--precision", "-p", type=click.Choice((*PRECISIONS, MIXED)), help="Default: the --device profile's "
+              "preferred precision, else int8. mixed: int8 with the layers int8 hurts most raised to int16x8 or "
+              "float32 (only where the device runtime has the kernels) until --max-error is met; needs --data.")
+@click.option("--max-error", type=str, help="--precision mixed: the relative RMS output error to reach on the "
+              "held-out 20% of --data (default 0.05 = 5%).")
 @click.option("--device", "-d", help="Device profile (name or YAML path); runtime tflm adds the C sources.")
 @click.option("--data", type=click.Path(), help="Samples (.npz x[,y] / .npy / image folder): int8 calibration, "
               "--qat / --sparsity fine-tuning, and the conversion check (20% held out). Several inputs or "
               "outputs: an .npz with one array per input (its Keras name, or x0, x1, ...) and labels "
               "y_<output name>.")
 @click.option("--int8-io/--float-io", "int8_io", default=None, help="int8 or float32 model inputs and outputs "
-              "(int8 precision only; default int8 on TFLM devices, float elsewhere).")
+              "(int8 and mixed precision; default int8 on TFLM devices, float elsewhere; mixed: the type of the "
+              "layer next to them, int16 beside an int16x8 layer).")
 @click.option("--qat", is_flag=True, help="Quantization-aware fine-tune (tfmot) before the int8 conversion "
               "(needs --data); sparsity-preserving when the model is sparse.")
 @click.option("--sparsity", type=float, help="Zero this share of conv/dense weights with tfmot first (e.g. 0.8), "
@@ -45,19 +49,20 @@ from edgekit.precisions import PRECISIONS
               "row order, checked only with TFLM's reference kernels, not CMSIS-NN or other optimised ones.")
 @click.option("--trust-model", is_flag=True, help="Allow code stored in the model (Lambda, custom layers) to run.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def command(model, out, precision, device, data, int8_io, qat, sparsity, sparse, epochs, strict, min_agreement,
-            no_memory_opt, memory_overlap, trust_model, as_json) -> None:
+def command(model, out, precision, max_error, device, data, int8_io, qat, sparsity, sparse, epochs, strict,
+            min_agreement, no_memory_opt, memory_overlap, trust_model, as_json) -> None:
     """Convert MODEL to a TFLite file at --precision, check it against MODEL, and write it atomically.
 
     MODEL is never modified. With an MCU --device the flatbuffer is stripped of names and metadata and
     the exact TFLM arena is measured. Exit codes: 0 ok (check warnings are printed), 2 bad input,
-    unsupported op or (with --strict) a failed check.
+    unsupported op or (with --strict) a failed check (mixed: the held-out error above --max-error).
     """
     from edgekit.workflows.export import export
 
     result = export(model, out, precision=precision, device=device, data=data, int8_io=int8_io, qat=qat,
                     epochs=epochs, sparsity=sparsity, sparse=sparse, strict=strict, min_top1=min_agreement,
-                    trust=trust_model, memory_opt=not no_memory_opt, memory_overlap=memory_overlap)
+                    trust=trust_model, memory_opt=not no_memory_opt, memory_overlap=memory_overlap,
+                    max_error=max_error)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -81,6 +86,8 @@ def export_lines(result) -> list[str]:
     if check.keras_accuracy is not None:
         lines.append(f"accuracy on held-out labels: input Keras model {check.keras_accuracy:.2%}, exported TFLite "
                      f"{check.tflite_accuracy:.2%}")
+    if result.mixed is not None:
+        lines += mixed_lines(result.mixed)
     if result.mcu is not None:
         mcu = result.mcu
         lines.append(f"TFLM: ops {', '.join(mcu.ops)}; arena {mcu.arena_bytes:,} bytes measured "
@@ -112,4 +119,31 @@ def memory_lines(mcu) -> list[str]:
                          f"flash {step.flash_before_bytes:,} -> {step.flash_after_bytes:,} bytes")
         else:
             lines.append(f"  {step.name}: not applied ({step.why})")
+    return lines
+
+
+def mixed_lines(mixed) -> list[str]:
+    """The per-layer precision table of a mixed export, its held-out error and predicted cost."""
+    verdict = "ok" if mixed.passed else "ABOVE TARGET"
+    lines = [(f"per-layer precision (held-out relative RMS error on {mixed.held_out_samples} samples, {mixed.runtime}: "
+             f"int8 {mixed.int8_relative_rms:.2%} -> mixed {mixed.relative_rms:.2%}, target "
+             f"{mixed.max_relative_rms:.2%} -> {verdict}):")]
+    rows = [("layer", "precision", "ops", "float-alone SNR dB", "predicted ms")]
+    for c in mixed.layers:
+        ms = mixed.layer_latency_ms.get(c.layer)
+        rows.append((c.layer, c.precision, "+".join(c.ops) or "-",
+                     f"{c.alone_float_snr_db:.1f}" if abs(c.alone_float_snr_db) != float("inf") else "-",
+                     "-" if ms is None else f"{ms:.4f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    kinds = {k: mixed.conversions.count(k) for k in dict.fromkeys(mixed.conversions)}
+    lines.append("  conversions between precisions: " + (", ".join(f"{n} {k}" for k, n in kinds.items()) or "none")
+                 + (f", {mixed.conversion_ms:.4f} ms predicted" if mixed.latency_ms is not None else ""))
+    if mixed.latency_ms is not None:
+        lines.append(f"predicted latency int8 {mixed.int8_latency_ms:.4f} ms -> mixed {mixed.latency_ms:.4f} ms "
+                     f"({mixed.latency_basis})")
+    lines.append(f"size before MCU stripping: mixed {mixed.size_bytes:,} bytes, input {mixed.io_types[0]} and output "
+                 f"{mixed.io_types[1]} (all-int8 {mixed.int8_size_bytes:,}, float32 {mixed.float_size_bytes:,}, "
+                 "both with float I/O)")
+    lines += [f"note: {n}" for n in mixed.notes]
     return lines

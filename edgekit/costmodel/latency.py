@@ -3,8 +3,10 @@
 The model works on the ops the runtime executes, not on Keras layers: `edgekit.costmodel.memory.lower` predicts the
 converted TFLite graph (BatchNorm folded into the conv before it, ReLU/ReLU6 fused, Dropout gone, Conv1D
 as EXPAND_DIMS -> CONV_2D -> RESHAPE, SeparableConv as DEPTHWISE_CONV_2D -> CONV_2D), as nn-Meter's kernel
-detection does; `fold_same_padding` drops the ZeroPadding2D layers the converter folds into the next conv,
-and an int8 model with float input/output gains QUANTIZE / DEQUANTIZE at its edges.
+detection does; `fold_same_padding` drops the ZeroPadding2D layers the converter folds into the next conv.
+Layers may run at different precisions (`layer_precisions`, edgekit.export.mixed): every op runs at its
+layer's precision, and a QUANTIZE / DEQUANTIZE converts a tensor wherever it is stored at one activation type
+and read at another (edgekit.costmodel.precision_map), an int8 model with float input/output at its edges.
 
 Each runtime op gets a workload (`OpWork`): MACs, element operations and bytes moved. MACs are counted as
 the kernels compute them (`KernelTraits`): output channels rounded up to the SIMD tile
@@ -19,10 +21,14 @@ pooling and element-wise ops do per element, plus, for conv / depthwise / dense 
                bytes_moved / memory_bandwidth) + dispatches x per_op_overhead
 
 where class is conv, depthwise, dense (MACs) and pooling or elementwise (elements; conv epilogues use the
-elementwise rate). Layout ops (RESHAPE, EXPAND_DIMS, CONCATENATION, PAD, QUANTIZE, DEQUANTIZE) only move
-bytes. On LiteRT, an op the XNNPACK delegate does not take splits the delegated graph and costs one more
-dispatch. The inference costs sum(t_op) + per_inference_overhead (interpreter invoke, delegate entry):
-`per_inference_overhead_us` is read from the cost model when it has that field and is 0 otherwise.
+elementwise rate). Layout ops (RESHAPE, EXPAND_DIMS, CONCATENATION, PAD) only move bytes. QUANTIZE and
+DEQUANTIZE are element-wise: one operation per element at the float32 rate when either side is float, at the
+int16x8 rate for int8 <-> int16 requantisation, bytes moved at both sides' sizes. int16x8 ops (int16
+activations, 2 B per element) use the profile's int16x8 rates, derived in edgekit.costmodel.int16_rates
+when it has none. On LiteRT, an op the XNNPACK delegate does not take (every int16x8 op) splits the
+delegated graph and costs one more dispatch. The inference costs sum(t_op) + per_inference_overhead
+(interpreter invoke, delegate entry): `per_inference_overhead_us` is read from the cost model when it has that
+field and is 0 otherwise.
 
 Energy = latency x power.active_mw, plus energy_pj_per_mac x MACs and energy_pj_per_byte x bytes moved
 where the profile gives them.
@@ -41,9 +47,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from edgekit.costmodel.int16_rates import int16x8_cost_model
 from edgekit.costmodel.layer_costs import ModelCost, layer_macs, layer_weight_bytes
+from edgekit.costmodel.precision_map import precision_graph
 from edgekit.ir.graph import Graph, Node
-from edgekit.ir.lowering import fold_same_padding, lower
 from edgekit.ir.ops import MAC_OPS, SEPARABLE_OPS
 
 MAC_CLASSES = ("conv", "depthwise", "dense")
@@ -62,8 +69,6 @@ _KIND_CLASS = {
     "RESHAPE": LAYOUT_CLASS,
     "EXPAND_DIMS": LAYOUT_CLASS,
     "SQUEEZE": LAYOUT_CLASS,
-    "QUANTIZE": LAYOUT_CLASS,
-    "DEQUANTIZE": LAYOUT_CLASS,
     "PAD": LAYOUT_CLASS,
     "TRANSPOSE": LAYOUT_CLASS,
     "STRIDED_SLICE": LAYOUT_CLASS,
@@ -89,6 +94,16 @@ XNNPACK_UNDELEGATED = {
     ),
     "float32": frozenset({"RESIZE_NEAREST_NEIGHBOR", "GATHER"}),
 }
+
+
+def undelegated(runtime: str, precision: str, kind: str) -> bool:
+    """Whether LiteRT's XNNPACK delegate leaves `kind` at `precision` to the interpreter (XNNPACK has no
+    int16-activation kernels: every int16x8 op); never on TFLM (no delegate)."""
+    if runtime != "litert":
+        return False
+    if precision == "int16x8":
+        return True
+    return kind in XNNPACK_UNDELEGATED["int8" if precision == "int8" else "float32"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +153,7 @@ class OpWork:
     elements: int  # element operations (pooling reads, element-wise outputs, conv outputs)
     bytes_moved: int  # weights at the precision + input and output activations
     dispatches: int = 1  # runtime dispatches this op costs (LOGISTIC+MUL counts 2, a delegate split 1 more)
+    precision: str = ""  # the precision this op runs at ("": the model's)
 
 
 @dataclass(frozen=True)
@@ -147,11 +163,6 @@ class LatencyEstimate:
     per_layer_ms: dict[str, float]
     #: (op kind, layer, ms) per runtime op in execution order; kind "INVOKE" is the per-inference overhead
     per_op_ms: tuple[tuple[str, str, float], ...] = ()
-
-
-def activation_bytes(precision: str) -> int:
-    """Bytes per activation element at a precision (only full int8 has int8 activations)."""
-    return 1 if precision == "int8" else 4
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -202,41 +213,38 @@ def _element_ops(kind: str, n_in: int, n_out: int, n_inputs: int) -> int:
 
 
 def op_workloads(
-    graph: Graph, precision: str, traits: KernelTraits = DEFAULT_TRAITS, float_io: bool = True
+    graph: Graph, precision: str, traits: KernelTraits = DEFAULT_TRAITS, float_io: bool = True,
+    layer_precisions: Mapping[str, str] | None = None,
 ) -> tuple[OpWork, ...]:
     """The runtime ops of `graph` converted at `precision`, with their MACs, element ops and bytes moved.
 
-    float_io: an int8 model takes and returns float32 (QUANTIZE first, DEQUANTIZE last), as
+    float_io: an integer model takes and returns float32 (QUANTIZE first, DEQUANTIZE last), as
     `edgekit.export.tflite.convert` makes it by default.
+    layer_precisions: {layer: int8 | int16x8 | float32} for layers at another precision than `precision`
+    (a mixed model); the conversions between them are ops of their own (layer "").
     """
-    undelegated = frozenset()
-    if traits.runtime == "litert":
-        undelegated = XNNPACK_UNDELEGATED["int8" if precision == "int8" else "float32"]
-    graph = fold_same_padding(graph)
-    runtime = lower(graph)
+    pgraph = precision_graph(graph, precision, layer_precisions, float_io)
+    graph = pgraph.graph
     nodes = {n.name: n for n in graph.nodes}
-    act = activation_bytes(precision)
-    elements = runtime.tensor_elements
-    edge = precision == "int8" and float_io
-    work = [OpWork("QUANTIZE", "", LAYOUT_CLASS, 0, 0, 5 * elements[t]) for t in runtime.inputs if edge]
-    for op in runtime.ops:
+    elements = pgraph.tensor_elements
+    work = []
+    for op, p in zip(pgraph.ops, pgraph.precisions):
         node = nodes.get(op.layer)
         n_in = sum(elements.get(t, 0) for t in op.inputs)
         n_out = sum(elements.get(t, 0) for t in op.outputs)
-        moved = act * (n_in + n_out)
+        moved = sum(pgraph.tensor_bytes(t) for t in (*op.inputs, *op.outputs))
         parts = op.kind.split("+")
         op_class = _KIND_CLASS.get(parts[0], "elementwise")
-        dispatches = len(parts) + sum(1 for part in parts if part in undelegated)
+        dispatches = len(parts) + sum(1 for part in parts if undelegated(traits.runtime, p, part))
         if op_class in MAC_CLASSES and node is not None and node.op in MAC_OPS:
-            macs, weights = _kernel_macs(graph, node, op.kind, precision, traits)
-            work.append(OpWork(op.kind, op.layer, op_class, macs, n_out, moved + weights, dispatches))
+            macs, weights = _kernel_macs(graph, node, op.kind, p, traits)
+            work.append(OpWork(op.kind, op.layer, op_class, macs, n_out, moved + weights, dispatches, p))
         elif op_class == LAYOUT_CLASS:
-            work.append(OpWork(op.kind, op.layer, op_class, 0, 0, moved, dispatches))
+            work.append(OpWork(op.kind, op.layer, op_class, 0, 0, moved, dispatches, p))
         else:
             op_class = op_class if op_class in ELEMENT_CLASSES else "elementwise"
             ops = _element_ops(parts[0], n_in, n_out, len(op.inputs)) * len(parts)
-            work.append(OpWork(op.kind, op.layer, op_class, 0, ops, moved, dispatches))
-    work += [OpWork("DEQUANTIZE", "", LAYOUT_CLASS, 0, 0, 5 * elements[t]) for t in runtime.outputs if edge]
+            work.append(OpWork(op.kind, op.layer, op_class, 0, ops, moved, dispatches, p))
     return tuple(work)
 
 
@@ -258,8 +266,11 @@ def _rate(table: Mapping[str, Mapping[str, float]], op_class: str, precision: st
 
 
 def op_seconds(work: OpWork, cost_model, precision: str) -> float:
-    """Predicted time of one runtime op: roofline of compute and memory time, plus the dispatch overhead."""
-    p = rate_precision(precision)
+    """Predicted time of one runtime op: roofline of compute and memory time, plus the dispatch overhead.
+
+    precision: the model's; an op that carries its own (`OpWork.precision`, a mixed model) uses that.
+    """
+    p = rate_precision(work.precision or precision)
     compute = 0.0
     if work.macs:
         compute += work.macs / _rate(cost_model.macs_per_s, work.op_class, p)
@@ -288,14 +299,16 @@ def estimate_latency(
     power,
     precision: str,
     traits: KernelTraits = DEFAULT_TRAITS,
+    layer_precisions: Mapping[str, str] | None = None,
+    float_io: bool = True,
 ) -> LatencyEstimate:
     """Predicted latency (ms) and energy (mJ) of one inference at `precision`.
 
     cost_model: a profile's CostModelParams; power: its PowerSpec (active_mw); cost: the graph's
     `costs.analyze` result (its MACs feed the per-MAC energy; recomputed when None); traits: the
-    device's kernel tiling (`KernelTraits.from_profile`).
+    device's kernel tiling (`KernelTraits.from_profile`). layer_precisions / float_io: see `op_workloads`.
     """
-    work = op_workloads(graph, precision, traits)
+    work = op_workloads(graph, precision, traits, float_io, layer_precisions)
     fixed_ms = per_inference_overhead_s(cost_model) * 1e3
     per_op = [("INVOKE", "", fixed_ms)] if fixed_ms else []
     per_layer: dict[str, float] = {n.name: 0.0 for n in graph.nodes}
@@ -315,18 +328,20 @@ def estimate_latency(
 
 
 def estimate_for_profile(
-    graph: Graph, profile, precision: str | None = None, cost: ModelCost | None = None
+    graph: Graph, profile, precision: str | None = None, cost: ModelCost | None = None,
+    layer_precisions: Mapping[str, str] | None = None, float_io: bool = True,
 ) -> LatencyEstimate:
-    """`estimate_latency` with everything taken from a DeviceProfile (precision: its preferred one).
+    """`estimate_latency` with everything taken from a DeviceProfile (precision: its preferred one); int16x8
+    ops use the profile's int16x8 rates, or those `edgekit.costmodel.int16_rates` derives for it.
 
-    >>> est = estimate_for_profile(from_keras(model), load_profile("host"), "int8")   # doctest: +SKIP
-    >>> est.latency_ms, est.energy_mj                                                # doctest: +SKIP
+    >>> graph, host = from_keras(model), load_profile("host")                        # doctest: +SKIP
+    >>> est = estimate_for_profile(graph, host, "int8")                              # doctest: +SKIP
+    >>> mixed = estimate_for_profile(graph, host, "int8", {"conv1": "int16x8"})     # doctest: +SKIP
+    >>> est.latency_ms, est.energy_mj, mixed.latency_ms - est.latency_ms             # doctest: +SKIP
     """
-    return estimate_latency(
-        graph,
-        cost,
-        profile.cost_model,
-        profile.power,
-        precision or profile.precision_preferred,
-        KernelTraits.from_profile(profile),
-    )
+    precision = precision or profile.precision_preferred
+    cost_model = profile.cost_model
+    if precision == "int16x8" or "int16x8" in (layer_precisions or {}).values():
+        cost_model, _ = int16x8_cost_model(profile)
+    return estimate_latency(graph, cost, cost_model, profile.power, precision, KernelTraits.from_profile(profile),
+                            layer_precisions, float_io)

@@ -10,7 +10,8 @@ Conventions (the same as STM32Cube.AI's and most papers' MAC counts):
   activations, BatchNormalization (scale and shift, 2 per element; folded into the conv by TFLite).
 - Weight bytes per precision: float32 = 4 B, float16 = 2 B per weight; int8 as TFLite stores it:
   kernels 1 B, biases 4 B (int32), BatchNormalization folded into a preceding conv/dense (0 B, or a
-  new int32 bias when that layer had none), other weights 1 B.
+  new int32 bias when that layer had none), other weights 1 B; int16x8 as int8 but biases of 8 B (int64,
+  the bias type of TFLite's and CMSIS-NN's 16x8 conv / fully connected kernels).
 - Activation bytes: the layer's output tensors, per sample, at float32 and at int8.
 
     >>> from edgekit.ir.graph import Graph, Node, Tensor, Weight
@@ -59,10 +60,13 @@ class WeightBytes:
     float32: int
     float16: int
     int8: int
+    int64_bias_extra: int = 0   # what int16x8 adds to int8: its conv / dense biases are int64, not int32
 
     def at(self, precision: str) -> int:
         if precision in ("int8", "dynamic_int8"):
             return self.int8
+        if precision == "int16x8":
+            return self.int8 + self.int64_bias_extra
         if precision == "float16":
             return self.float16
         return self.float32
@@ -100,7 +104,7 @@ class ModelCost:
     @property
     def weight_bytes(self) -> WeightBytes:
         return WeightBytes(*(sum(getattr(c.weight_bytes, p) for c in self.layers)
-                             for p in ("float32", "float16", "int8")))
+                             for p in ("float32", "float16", "int8", "int64_bias_extra")))
 
     def layer(self, name: str) -> LayerCost:
         return next(c for c in self.layers if c.name == name)
@@ -214,7 +218,8 @@ def layer_weight_bytes(graph: Graph, node: Node) -> WeightBytes:
             int8 += w.size * (1 if w.role in KERNEL_ROLES or node.op not in MAC_OPS | SEQUENCE_OPS else 4)
         if node.op == "BatchNormalization":  # unfused: TFLite keeps a MUL and an ADD constant
             int8 = 2 * graph.output_tensors(node)[0].channels
-    return WeightBytes(4 * params, 2 * params, int8)
+    biases = sum(w.size for w in node.weights if w.role == "bias") if node.op in MAC_OPS and folded_into is None else 0
+    return WeightBytes(4 * params, 2 * params, int8, 4 * biases)
 
 
 def layer_cost(graph: Graph, node: Node) -> LayerCost:

@@ -2,7 +2,10 @@
 
 Estimates per budget: flash = predicted .tflite size at the profile's preferred precision; RAM = the
 predicted TFLite Micro arena (tflm profiles) or the planned activation arena plus the runtime's fixed
-overhead (litert); latency and energy from `edgekit.costmodel.latency`.
+overhead (litert); latency and energy from `edgekit.costmodel.latency`. With per-layer precisions (a mixed
+model, edgekit.export.mixed) every figure is the uniform one plus what the raised layers change: their
+weights and activations at their own sizes (int16 activations 2 B per element, float 4 B), and the
+QUANTIZE / DEQUANTIZE conversions between precisions (an op, a tensor in the arena and in the file, time).
 """
 
 from __future__ import annotations
@@ -10,18 +13,21 @@ from __future__ import annotations
 from edgekit.budgets import BUDGET_KEYS, BudgetLine
 from edgekit.costmodel.analysis import Analysis
 from edgekit.costmodel.latency import estimate_for_profile
+from edgekit.costmodel.precision_map import activation_peak_bytes, precision_graph
+from edgekit.costmodel.size import FLATBUFFER, QUANT_BYTES_PER_CHANNEL
 
 STRIP_FIXED_BYTES = 880
 STRIP_BYTES_PER_TENSOR = 41
 STRIP_BYTES_PER_OP = 34
 
 
-def predicted_costs(analysis: Analysis, profile, precision: str | None = None,
-                    memory_opt: bool = True) -> dict[str, tuple[float, str]]:
+def predicted_costs(analysis: Analysis, profile, precision: str | None = None, memory_opt: bool = True,
+                    layer_precisions: dict[str, str] | None = None) -> dict[str, tuple[float, str]]:
     """budget key -> (estimate, basis) at `precision` (default: the profile's preferred one).
 
     memory_opt (tflm, int8): the arena with edgekit's operator order and offline memory plan, as `edgekit
     export` and `fit` store them by default (no output overlap, which is opt-in).
+    layer_precisions: {layer: int8 | int16x8 | float32} for the layers of a mixed model at another precision.
     """
     precision = precision or profile.precision_preferred
     size = analysis.tflite_bytes[precision]
@@ -45,13 +51,34 @@ def predicted_costs(analysis: Analysis, profile, precision: str | None = None,
         act = analysis.peak_activation_bytes["int8" if precision == "int8" else "float32"]
         ram = act + profile.cost_model.runtime_overhead_ram_bytes
         ram_basis = "planned activations + runtime overhead"
-    lat = estimate_for_profile(analysis.graph, profile, precision, analysis.cost)
+    lat = estimate_for_profile(analysis.graph, profile, precision, analysis.cost, layer_precisions)
+    latency_basis = f"cost model ({profile.name}, {precision})"
+    raised = {n: p for n, p in (layer_precisions or {}).items() if p != precision}
+    if raised:
+        flash_delta, ram_delta = mixed_deltas(analysis, precision, raised)
+        flash, ram = flash + flash_delta, ram + ram_delta
+        what = f" with {len(raised)} layer(s) at {'/'.join(sorted(set(raised.values())))}"
+        flash_basis, ram_basis, latency_basis = (b + what for b in (flash_basis, ram_basis, latency_basis))
     return {
         "flash_bytes": (flash, flash_basis),
         "ram_bytes": (ram, ram_basis),
-        "latency_ms": (lat.latency_ms, f"cost model ({profile.name}, {precision})"),
+        "latency_ms": (lat.latency_ms, latency_basis),
         "energy_mj": (lat.energy_mj, "latency x active power"),
     }
+
+
+def mixed_deltas(analysis: Analysis, precision: str, layer_precisions: dict[str, str]) -> tuple[int, int]:
+    """(flash bytes, activation arena bytes) a per-layer precision map adds to the model at `precision`:
+    the raised layers' weights at their precision, each conversion's tensor (flatbuffer overhead and
+    quantisation parameters), and the greedy-planned arena with every tensor at its stored type."""
+    graph = analysis.graph
+    weights = {c.name: c.weight_bytes for c in analysis.cost.layers}
+    flash = sum(weights[n].at(p) - weights[n].at(precision) for n, p in layer_precisions.items() if n in weights)
+    mixed = precision_graph(graph, precision, layer_precisions)
+    uniform = precision_graph(graph, precision)
+    added = len(mixed.conversions) - len(uniform.conversions)
+    flash += round(added * (FLATBUFFER["int8"].per_tensor_bytes + QUANT_BYTES_PER_CHANNEL))
+    return flash, activation_peak_bytes(mixed) - activation_peak_bytes(uniform)
 
 
 def planned_arena_saving_bytes(analysis: Analysis) -> int:

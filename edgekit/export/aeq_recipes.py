@@ -5,8 +5,12 @@
 AEQ's recipes select ops by a regular expression over the op's output tensor names (each followed by ';');
 the converter names those tensors `<model>/<layer>/...`, so `^[^;/]+/<layer>/` selects one top-level layer's
 ops. AEQ inserts the QUANTIZE / DEQUANTIZE ops between layers of different precision and keeps the model's
-input and output float32. Calibration ranges are computed here (`tensor_ranges`), for computed tensors only:
-AEQ takes a range given for a weight instead of its own per-channel ranges, which made every weight
+input and output float32, unless `integer_io`: then AEQ's INPUT / OUTPUT recipes store the input at the type
+of the layer reading it and the output at the type of the layer writing it (int8, or int16 next to an int16x8
+layer; a float layer there keeps its side float). That drops the first QUANTIZE and the last DEQUANTIZE and
+nothing else: the firmware quantises with the same scale and zero point the QUANTIZE op used, so the outputs
+are the float-I/O model's exactly. Calibration ranges are computed here (`tensor_ranges`), for computed tensors
+only: AEQ takes a range given for a weight instead of its own per-channel ranges, which made every weight
 per-tensor and per-layer 16x8 useless on a layer with one wide channel.
 """
 
@@ -36,9 +40,9 @@ def layer_regex(layer: str, tensor_name: str | None = None) -> str:
 
 def quantize_per_layer(float_tflite: bytes, precisions: Mapping[str, str], calibration: np.ndarray,
                        samples: int = CALIBRATION_SAMPLES, tensor_names: Mapping[str, str] | None = None,
-                       default: str = "int8") -> bytes:
+                       default: str = "int8", integer_io: bool = False) -> bytes:
     """A .tflite with each named layer at its precision and every other op at `default` (int8), float32 input
-    and output.
+    and output (integer_io: input and output at the type of the layers next to them).
 
     float_tflite: the float32 conversion (edgekit.export.tflite.convert(model, "float32")).
     calibration: float samples (N, *input) for the activation ranges (up to `samples` are used).
@@ -65,6 +69,11 @@ def quantize_per_layer(float_tflite: bytes, precisions: Mapping[str, str], calib
                 q.add_static_config(regex, op, activation_num_bits=bits, weight_num_bits=8)
             except ValueError:  # AEQ has no such config for this op: the op stays float
                 pass
+    if integer_io:
+        edge_bits = _edge_bits(float_tflite, {n: precisions[n] for n in raised}, regexes, default)
+        for op, bits in zip((qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT), edge_bits):
+            if bits is not None:
+                q.add_static_config(".*", op, activation_num_bits=bits, weight_num_bits=8)
     _signature(float_tflite)
     x = np.asarray(calibration, np.float32)[:samples]
     try:
@@ -107,6 +116,28 @@ def tensor_ranges(float_tflite: bytes, x: np.ndarray) -> dict[str, dict[str, np.
                 low[i], high[i] = min(low[i], float(value.min())), max(high[i], float(value.max()))
     return {details[i]["name"]: {"min": np.array([[low[i]]], np.float32), "max": np.array([[high[i]]], np.float32)}
             for i in wanted if np.isfinite(low[i])}
+
+
+def _edge_bits(float_tflite: bytes, precisions: Mapping[str, str], regexes: Mapping[str, str],
+               default: str) -> tuple[int | None, int | None]:
+    """Activation bits of the layers reading the model input and writing its output (None: float, or readers
+    at different types)."""
+    from edgekit.export.layer_outputs import _litert
+
+    interpreter = _litert(float_tflite)
+    names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+    model_in = int(interpreter.get_input_details()[0]["index"])
+    model_out = int(interpreter.get_output_details()[0]["index"])
+
+    def bits(op) -> int | None:
+        scope = "".join(names[int(i)] + ";" for i in op["outputs"] if int(i) >= 0)
+        layer = next((n for n, regex in regexes.items() if re.search(regex, scope)), None)
+        return _ACTIVATION_BITS.get(precisions[layer] if layer is not None else default)
+
+    ops = interpreter._get_ops_details()
+    readers = {bits(op) for op in ops if model_in in [int(i) for i in op["inputs"]]}
+    writers = [bits(op) for op in ops if model_out in [int(i) for i in op["outputs"]]]
+    return (readers.pop() if len(readers) == 1 else None), (writers[0] if writers else None)
 
 
 def _signature(float_tflite: bytes) -> tuple[str, str]:

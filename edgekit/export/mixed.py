@@ -17,7 +17,13 @@ if it gains; a last pass lowers each raised layer again where the error stays wi
 precisions whose kernels the runtime has for every op of the layer are tried (edgekit.export.kernel_probe
 runs one tiny model per op type on the real interpreter), every candidate runs on the target runtime in
 the isolated worker, and candidates over `max_size_bytes` / the cost model's `max_latency_ms` are skipped.
-Every layer's sensitivity is measured on LiteRT (a ranking only: its float kernels cover every op).
+Every layer's sensitivity is measured on LiteRT (a ranking only: its float kernels cover every op). The cost
+model prices each candidate with its per-layer precisions (edgekit.costmodel.latency: int16x8 rates, and the
+QUANTIZE / DEQUANTIZE between precisions). `integer_io` rebuilds the chosen model with its input and output at
+the type of the layers next to them (int8 or int16; exact, edgekit.export.aeq_recipes), as MCU firmware feeds.
+
+`mixed_for_device` is the choice `edgekit fit` and `edgekit export --precision mixed` both make: calibrated
+and chosen on training samples, with the device's runtime, budgets and I/O convention.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -67,6 +73,12 @@ class MixedPlan:
     int8_latency_ms: float | None        # the profile's cost model (None without a profile)
     latency_ms: float | None
     notes: tuple[str, ...]
+    layer_latency_ms: dict = field(default_factory=dict)   # layer -> predicted ms at its chosen precision
+    conversions: tuple[str, ...] = ()    # the QUANTIZE / DEQUANTIZE ops the cost model counts, in order
+    conversion_ms: float = 0.0           # their predicted time
+    latency_basis: str = ""              # where the int16x8 rates come from
+    int8_tflite_bytes: bytes = b""       # the all-int8 model the choice started from (same quantiser, float I/O)
+    integer_io: bool = False             # input / output stored at the adjacent layers' integer types
 
     @property
     def size_bytes(self) -> int:
@@ -87,21 +99,21 @@ def output_error(model_outputs: np.ndarray, tflite_bytes: bytes, x: np.ndarray, 
 
 def build_candidate(float_tflite: bytes, precisions: Mapping[str, str], calibration: np.ndarray,
                     tensor_names: Mapping[str, str], reference: np.ndarray, x: np.ndarray,
-                    runtime: str) -> tuple[bytes, ErrorStats] | str:
+                    runtime: str, integer_io: bool = False) -> tuple[bytes, ErrorStats] | str:
     """(the per-layer model, its output error on `runtime`), or why it could not be built or run; the
     quantiser and the interpreter run in the isolated worker, so a kernel that aborts is a refusal too."""
     from edgekit.runners.isolated import call_isolated
 
     try:
         return call_isolated(_build_here, float_tflite, dict(precisions), calibration, dict(tensor_names),
-                             reference, x, runtime, what=f"a {len(float_tflite)} byte model",
+                             reference, x, runtime, integer_io, what=f"a {len(float_tflite)} byte model",
                              stage=f"per-layer quantisation and {runtime} run", timeout_s=600.0)
     except (UnsupportedModelError, BadInputError) as exc:
         return str(exc)
 
 
-def _build_here(float_tflite, precisions, calibration, tensor_names, reference, x, runtime):
-    blob = quantize_per_layer(float_tflite, precisions, calibration, tensor_names=tensor_names)
+def _build_here(float_tflite, precisions, calibration, tensor_names, reference, x, runtime, integer_io=False):
+    blob = quantize_per_layer(float_tflite, precisions, calibration, tensor_names=tensor_names, integer_io=integer_io)
     return blob, output_error(reference, blob, x, runtime)
 
 
@@ -118,20 +130,32 @@ def layer_ops(float_tflite: bytes, layers: list[str], tensor_names: Mapping[str,
             for layer in layers}
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Costs:
     """Prices a set of per-layer precisions: the cost model's latency and the budgets it must stay within."""
 
-    tables: tuple | None                 # (int8 LatencyEstimate, float32 LatencyEstimate) or None
+    graph: object | None                 # the model's IR graph (None without a profile)
+    profile: object | None
     max_size_bytes: int | None
     max_latency_ms: float | None
+    float_io: bool = True
+    _cache: dict = field(default_factory=dict)
+
+    def estimate(self, precisions: Mapping[str, str]):
+        """The cost model's LatencyEstimate of the model with these layers raised (None without a profile)."""
+        from edgekit.costmodel.latency import estimate_for_profile
+
+        if self.profile is None:
+            return None
+        key = tuple(sorted((n, p) for n, p in precisions.items() if p != "int8"))
+        if key not in self._cache:
+            self._cache[key] = estimate_for_profile(self.graph, self.profile, "int8", layer_precisions=dict(key),
+                                                    float_io=self.float_io)
+        return self._cache[key]
 
     def latency_ms(self, precisions: Mapping[str, str]) -> float | None:
-        if self.tables is None:
-            return None
-        int8, wide = self.tables
-        return int8.latency_ms + sum(wide.per_layer_ms.get(n, 0.0) - int8.per_layer_ms.get(n, 0.0)
-                                     for n, p in precisions.items() if p != "int8")
+        found = self.estimate(precisions)
+        return None if found is None else found.latency_ms
 
     def over(self, size_bytes: int, precisions: Mapping[str, str]) -> str:
         if self.max_size_bytes is not None and size_bytes > self.max_size_bytes:
@@ -145,12 +169,14 @@ class _Costs:
 def choose_mixed(model, calibration: np.ndarray, evaluation: np.ndarray, runtime: str = "litert",
                  profile=None, max_relative_rms: float = DEFAULT_MAX_RELATIVE_RMS,
                  allowed: tuple[str, ...] = ("int16x8", "float32"), max_size_bytes: int | None = None,
-                 max_latency_ms: float | None = None, whole_model_fallback: bool = True) -> MixedPlan:
+                 max_latency_ms: float | None = None, whole_model_fallback: bool = True,
+                 integer_io: bool = False) -> MixedPlan:
     """Raise the most sensitive layers of an int8 model to int16x8 / float32 until the output error is small.
 
     model: tf_keras model; calibration / evaluation: float samples (N, *input); runtime: litert | tflm (every
     candidate is run there, only precisions whose kernels it has are tried); profile: a DeviceProfile whose
-    cost model prices the latency (optional); max_size_bytes / max_latency_ms: skip candidates over them.
+    cost model prices the latency (optional); max_size_bytes / max_latency_ms: skip candidates over them;
+    integer_io: the delivered model's input and output at the adjacent layers' integer types.
     """
     from edgekit.export.kernel_probe import supported_ops
     from edgekit.export.layer_outputs import match_tensors
@@ -168,7 +194,8 @@ def choose_mixed(model, calibration: np.ndarray, evaluation: np.ndarray, runtime
     ops = layer_ops(float_bytes, layers, aliases)
     kernels = {p: supported_ops(runtime, p, [o for names in ops.values() for o in names]) for p in allowed}
     runnable = {n: tuple(p for p in allowed if all(kernels[p][o] is not False for o in ops[n])) for n in layers}
-    costs = _Costs(_latency_tables(model, profile) if profile is not None else None, max_size_bytes, max_latency_ms)
+    costs = _Costs(_graph(model) if profile is not None else None, profile, max_size_bytes, max_latency_ms,
+                   float_io=not integer_io)
     notes = [f"{runtime} has no {p} kernel for {', '.join(o for o, ok in kernels[p].items() if ok is False)}"
              for p in allowed if any(ok is False for ok in kernels[p].values())]
 
@@ -203,15 +230,58 @@ def choose_mixed(model, calibration: np.ndarray, evaluation: np.ndarray, runtime
                          f"int16x8 reaches {whole[1].relative_rms:.1%} and is used")
             current, stats = whole
             chosen = dict.fromkeys(layers, "int16x8")
+            integer_io = False  # the converter's whole-model 16x8 keeps float I/O
     if stats.relative_rms > max_relative_rms:
         notes.append(f"output error still {stats.relative_rms:.1%} RMS after raising {len(chosen)} of "
                      f"{len(layers)} layers (target {max_relative_rms:.1%})")
     choices = tuple(LayerChoice(n, chosen.get(n, "int8"), sensitivity[n], why.get(n, ""), ops[n]) for n in layers)
-    if profile is not None:
-        notes.append(f"{profile.name}: latency from its cost model; it has no int16x8 rates, so 16x8 layers are "
-                     "priced at its float32 rate (16x8 kernels are reference code without int8's SIMD paths)")
+    io = False
+    if integer_io:
+        rebuilt = build_candidate(float_bytes, chosen, calibration, aliases, reference, x, runtime, integer_io=True)
+        if isinstance(rebuilt, str):
+            notes.append(f"integer input/output not possible ({rebuilt}); the model keeps float32 I/O")
+        else:
+            (current, stats), io = rebuilt, True
     return MixedPlan(current, runtime, choices, int8_stats, stats, len(int8_bytes), len(float_bytes),
-                     costs.latency_ms({}), costs.latency_ms(chosen), tuple(notes))
+                     costs.latency_ms({}), costs.latency_ms(chosen), tuple(notes), int8_tflite_bytes=int8_bytes,
+                     integer_io=io, **_priced(costs, chosen))
+
+
+def _priced(costs: _Costs, chosen: Mapping[str, str]) -> dict:
+    """MixedPlan's per-layer latency, conversion ops and rate basis from the cost model (empty without one)."""
+    from edgekit.costmodel.int16_rates import int16x8_cost_model
+
+    estimate = costs.estimate(chosen)
+    if estimate is None:
+        return {}
+    conversions = tuple(kind for kind, layer, _ in estimate.per_op_ms if kind in ("QUANTIZE", "DEQUANTIZE")
+                        and not layer)
+    return {"layer_latency_ms": dict(estimate.per_layer_ms), "conversions": conversions,
+            "conversion_ms": sum(ms for kind, layer, ms in estimate.per_op_ms if kind in conversions and not layer),
+            "latency_basis": int16x8_cost_model(costs.profile)[1]}
+
+
+def mixed_for_device(model, x_train: np.ndarray, x_val: np.ndarray, profile=None, limits: Mapping | None = None,
+                     max_relative_rms: float = DEFAULT_MAX_RELATIVE_RMS, calibration_samples: int = 300,
+                     integer_io: bool | None = None) -> MixedPlan:
+    """`choose_mixed` as `edgekit fit` and `edgekit export --precision mixed` run it for a device.
+
+    Calibrated on the first `calibration_samples` training samples and chosen on up to EVALUATION_SAMPLES
+    training samples after them (on x_val when fewer than 50 are left), so a score on x_val stays held out
+    whenever the data allow; on the profile's runtime (LiteRT without a profile), only at precisions it has
+    kernels for, within `limits`' flash_bytes and latency_ms; integer I/O by default on TFLM (MCU firmware
+    feeds int8 tensors, as `edgekit export` makes int8 MCU models); no whole-model 16x8 fallback.
+    """
+    runtime = profile.runtime if profile is not None else "litert"
+    x_train = np.asarray(x_train, np.float32)
+    calibration = x_train[:calibration_samples]
+    spare = x_train[len(calibration):len(calibration) + EVALUATION_SAMPLES]
+    choose_on = spare if len(spare) >= 50 else np.asarray(x_val, np.float32)
+    limits = dict(limits or {})
+    return choose_mixed(model, calibration, choose_on, runtime=runtime, profile=profile,
+                        max_relative_rms=max_relative_rms, max_size_bytes=limits.get("flash_bytes"),
+                        max_latency_ms=limits.get("latency_ms"), whole_model_fallback=False,
+                        integer_io=runtime == "tflm" if integer_io is None else integer_io)
 
 
 def _first_gain(build, chosen, sets, allowed, runnable, costs, stats, why, notes):
@@ -307,10 +377,7 @@ def consumer_group(model, layer: str, layers: list[str]) -> list[str]:
     return group
 
 
-def _latency_tables(model, profile) -> tuple:
-    """The profile cost model's (int8, float32) estimates, per layer: 16x8 layers are priced at float32."""
-    from edgekit.costmodel.latency import estimate_for_profile
+def _graph(model):
     from edgekit.ir.from_keras import from_keras
 
-    graph = from_keras(model)
-    return estimate_for_profile(graph, profile, "int8"), estimate_for_profile(graph, profile, "float32")
+    return from_keras(model)

@@ -3,11 +3,13 @@
     >>> mixed = try_mixed(ctx, student, calibration, int8_score)        # doctest: +SKIP
     >>> table = layer_table(student, tflite_bytes, x_val, "tflm")       # doctest: +SKIP
 
-`try_mixed` raises the layers int8 hurts most to int16x8 or float32 (edgekit.export.mixed.choose_mixed),
-only at precisions whose kernels the profile's runtime has, within the flash size and the cost model's
-latency budget, and scores the result with the task's metric on the validation data. `layer_table` is
-`edgekit validate`'s comparison (edgekit.export.layer_outputs) of the delivered model with the Keras model it
-came from, on a bounded validation sample, for the report.
+`try_mixed` raises the layers int8 hurts most to int16x8 or float32 (edgekit.export.mixed.mixed_for_device, the
+choice `edgekit export --precision mixed` makes too), only at precisions whose kernels the profile's runtime has,
+within the flash size and the cost model's latency budget, and scores the result with the task's metric on the
+validation data. `layer_table` is `edgekit validate`'s comparison (edgekit.export.layer_outputs) of the delivered
+model with the Keras model it came from, on a bounded validation sample, for the report. `layer_report` also
+re-prices the Budgets table's predicted latency, energy and RAM for a delivered mixed model (the plan priced it
+all-int8).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class MixedOutcome:
 
 def try_mixed(ctx, student, calibration: np.ndarray, int8_score: float) -> MixedOutcome | None:
     """Per-layer mixed precision for a model int8 hurts, scored by the task; None when it cannot be built."""
-    from edgekit.export.mixed import choose_mixed
+    from edgekit.export.mixed import mixed_for_device
     from edgekit.workflows.fit.context import predict_outputs, score_outputs
 
     if len(ctx.task.heads) > 1:
@@ -41,11 +43,8 @@ def try_mixed(ctx, student, calibration: np.ndarray, int8_score: float) -> Mixed
                      f"{ctx.profile.runtime} has the kernels")
     try:
         # chosen on training samples calibration did not use, so the validation score below stays held out
-        spare = np.asarray(ctx.data.x_train[len(calibration):len(calibration) + 200])
-        choose_on = spare if len(spare) >= 50 else ctx.data.x_val
-        plan = choose_mixed(student, calibration, choose_on, runtime=ctx.profile.runtime, profile=ctx.profile,
-                            max_size_bytes=ctx.limits.get("flash_bytes"), max_latency_ms=ctx.limits.get("latency_ms"),
-                            whole_model_fallback=False)
+        plan = mixed_for_device(student, ctx.data.x_train, ctx.data.x_val, ctx.profile, ctx.limits,
+                                calibration_samples=len(calibration))
     except (UnsupportedModelError, BadInputError) as exc:
         ctx.progress.say(f"quantize: per-layer mixed precision not possible ({exc})")
         return None
@@ -53,10 +52,12 @@ def try_mixed(ctx, student, calibration: np.ndarray, int8_score: float) -> Mixed
     precisions = {c.layer: c.precision for c in plan.choices}
     raised = ", ".join(f"{n} {p}" for n, p in plan.raised.items()) or "none"
     latency = ("" if plan.latency_ms is None else
-               f", predicted {plan.int8_latency_ms:.3f} -> {plan.latency_ms:.3f} ms ({ctx.profile.name} cost model)")
+               f"; predicted latency {plan.latency_ms - plan.int8_latency_ms:+.4f} ms with {len(plan.conversions)} "
+               f"QUANTIZE/DEQUANTIZE ({plan.latency_basis})")
+    io = "integer" if plan.integer_io else "float32"
     note = (f"per-layer mixed precision: raised {raised}; output RMS error {plan.int8_output.relative_rms:.1%} -> "
             f"{plan.output.relative_rms:.1%}; {ctx.task.metric} {int8_score:.4f} -> {score:.4f}; "
-            f"{plan.int8_size_bytes:,} -> {plan.size_bytes:,} B{latency}")
+            f"{plan.size_bytes:,} B before MCU stripping, {io} input/output{latency}")
     return MixedOutcome(plan.tflite_bytes, score, precisions, (note, *plan.notes[:3]))
 
 
@@ -94,8 +95,9 @@ def keep_quantized(workspace, tflite_bytes: bytes, layer_precisions: dict) -> No
     write_text(workspace.path(PRECISIONS_FILE), json.dumps(layer_precisions))
 
 
-def layer_report(ctx, workspace) -> dict:
-    """FitResult fields of the delivered round: its per-layer precisions and per-layer error table."""
+def layer_report(ctx, workspace, budgets: tuple = ()) -> dict:
+    """FitResult fields of the delivered round: its per-layer precisions and per-layer error table, and
+    `budgets` (the result's Budgets lines) re-priced when the delivered model is mixed."""
     import json
 
     from edgekit.model_io import load_model
@@ -105,6 +107,7 @@ def layer_report(ctx, workspace) -> dict:
     if not tflite_path.exists():
         return {"layer_precisions": precisions}
     model = load_model(workspace.path("model.h5")).keras_model
+    repriced = {"budgets": mixed_budgets(budgets, model, ctx.profile, precisions)} if budgets else {}
     with ctx.progress.stage("validate", f"per-layer error of the delivered model vs Keras on {ctx.profile.runtime}"
                                         f" ({VALIDATION_SAMPLES} validation samples at most)") as note:
         table = layer_table(model, tflite_path.read_bytes(), ctx.data.x_val, ctx.profile.runtime)
@@ -112,4 +115,27 @@ def layer_report(ctx, workspace) -> dict:
             note.append(f"output SNR {table.output_snr_db:.1f} dB" + (f"; worst layer {table.rows[0].layer} "
                                                                       f"{table.rows[0].snr_db:.1f} dB" if table.rows
                                                                       else ""))
-    return {"layer_precisions": precisions, "layer_table": table}
+    return {"layer_precisions": precisions, "layer_table": table, **repriced}
+
+
+def mixed_budgets(budgets: tuple, model, profile, precisions: dict) -> tuple:
+    """The Budgets lines with the mixed model's predicted latency, energy and RAM (the plan's prediction plus
+    what the raised layers and their conversions change in the cost model); unchanged without raised layers."""
+    from dataclasses import replace
+
+    from edgekit.costmodel.analysis import analyze_graph
+    from edgekit.costmodel.predict import predicted_costs
+    from edgekit.ir.from_keras import from_keras
+
+    raised = {n: p for n, p in precisions.items() if p != "int8"}
+    if not raised:
+        return tuple(budgets)
+    analysis = analyze_graph(from_keras(model))
+    uniform, mixed = (predicted_costs(analysis, profile, "int8", layer_precisions=lp) for lp in (None, raised))
+    out = []
+    for line in budgets:
+        if line.budget in ("latency_ms", "energy_mj", "ram_bytes") and line.predicted is not None:
+            value = line.predicted + mixed[line.budget][0] - uniform[line.budget][0]
+            line = replace(line, predicted=value, basis=f"{mixed[line.budget][1]} (mixed model)")
+        out.append(line)
+    return tuple(out)

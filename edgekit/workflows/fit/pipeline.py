@@ -371,7 +371,7 @@ def _deliver(ctx: Context, model_name: str, chosen: Round, rounds: list[Round]) 
                      max_accuracy_drop=ctx.options.max_accuracy_drop,
                      explanation=explain(chosen.attempt, attempts, ctx.task, ctx.profile.name),
                      attempts=summaries(attempts, chosen.attempt.number))
-    result = replace(result, **layer_report(ctx, workspace))  # per-layer precisions and error table
+    result = replace(result, **layer_report(ctx, workspace, result.budgets))  # per-layer precisions, error table
     write_reports(result, workspace)
     workspace.publish(list(dict.fromkeys(names)))
     workspace.discard()

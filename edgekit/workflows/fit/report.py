@@ -113,6 +113,7 @@ class FitResult:
         data = asdict(self)
         data["budgets"] = {b.budget: {"predicted": b.predicted, "measured": b.measured, "limit": b.limit,
                                       "fits": b.fits, "measured_by": b.measured_by} for b in self.budgets}
+        data["predicted_basis"] = {b.budget: b.basis for b in self.budgets if b.basis}
         data["fits"] = self.fits
         data["accuracy_drop"] = (None if self.teacher_accuracy is None or self.final_accuracy is None
                                  else self.teacher_accuracy - self.final_accuracy)
@@ -151,6 +152,12 @@ def to_markdown(result: FitResult) -> str:
         verdict = _verdict(None if drop is None else drop <= result.max_accuracy_drop + 1e-12)
         lines.append(f"| accuracy drop | - | {'-' if drop is None else f'{drop:+.4f}'} | "
                      f"{result.max_accuracy_drop:g} | {verdict} | {result.accuracy_metric} vs the original |")
+    repriced = {b.budget: b.basis.removesuffix(" (mixed model)") for b in result.budgets
+                if b.basis.endswith("(mixed model)")}
+    if repriced:
+        basis = repriced.get("latency_ms", next(iter(repriced.values())))
+        lines += ["", "Predicted " + ", ".join(BUDGET_LABELS[k] for k in repriced) + " are the delivered "
+                  f"mixed-precision model's: {basis}, with the QUANTIZE / DEQUANTIZE between precisions."]
     if result.attempts:
         lines += ["", "## Attempts", "", "| # | why | model | measured | score | drop | result |",
                   "|---|---|---|---|---:|---:|---|"]
