@@ -66,6 +66,18 @@ ROWS = {  # name -> (label, distill keyword arguments, patient)
     "pruned_baseline": ("fit's start (pruned teacher weights) + baseline", {}, False),
     "pruned_augment": ("fit's start + consistent augmentation", {"augment": "auto"}, False),
     "pruned_all": (f"fit's start + augment + {LONG_EPOCHS} epochs", {"augment": "auto"}, True),
+    # the loss and optimiser settings, from fit's start with augmentation (issue 17's second round)
+    "pruned_t2": ("fit's start + augment, T 2", {"augment": "auto", "temperature": 2.0}, False),
+    "pruned_t1": ("fit's start + augment, T 1", {"augment": "auto", "temperature": 1.0}, False),
+    "pruned_kd": ("fit's start + augment, alpha 0 (teacher only)", {"augment": "auto", "alpha": 0.0}, False),
+    "pruned_lr3": ("fit's start + augment, learning rate 3e-3", {"augment": "auto", "learning_rate": 3e-3}, False),
+    "pruned_b32": ("fit's start + augment, batch 32", {"augment": "auto", "batch_size": 32}, False),
+    "pruned_hint": ("fit's start + augment + feature hints (weight 1)", {"augment": "auto", "hint_weight": 1.0}, False),
+    "pruned_attention": ("fit's start + augment + attention transfer (weight 1)",
+                         {"augment": "auto", "attention_weight": 1.0}, False),
+    "pruned_mixup_long": (f"fit's start + augment + mixup + {LONG_EPOCHS} epochs", {"augment": "auto", "mixup": MIXUP},
+                          True),
+    "scratch_aug_b32": ("scratch + augment, batch 32", {"alpha": 1.0, "augment": "auto", "batch_size": 32}, False),
 }
 
 

@@ -35,8 +35,9 @@ machine, NOT the device); device ms / mJ = edgekit's cost model (`predicted_cost
 model at int8; fits = every budget of the profile: flash as the file's size, RAM as TFLM arena + the
 profile's runtime overhead (MCU) or predicted (phone), latency and energy predicted.
 
-Epochs: DEFAULT_EPOCHS (60) for fit's distillation and for the scratch student (patience = epochs for both:
-the cosine schedule runs to its end and the best validation epoch is kept); --also-epochs repeats the two
+Epochs: DEFAULT_EPOCHS (60) for fit's distillation; the scratch student gets as many as fit's kept attempt ran
+(a walk-back "longer distillation" doubles them) (patience = epochs for both: the cosine schedule runs to its
+end and the best validation epoch is kept); --also-epochs repeats the two
 at other budgets for a sensitivity table (none by default). The seeds summary gives mean [min, max] over
 --seeds and the gap recovered, (fit - scratch) / (teacher float - scratch); the detailed tables are the
 first seed's.
@@ -299,6 +300,13 @@ def fit_epochs(result) -> str:
     return "-"
 
 
+def kept_epochs(result, default: int) -> int:
+    """The epochs fit's kept attempt ran (its walk-back may distil longer, e.g. 2x): the scratch student gets as
+    many, so the comparison is like for like."""
+    run = fit_epochs(result).removesuffix(" run").rpartition(" of ")[2]
+    return int(run) if run.isdigit() else default
+
+
 def profile_table(base: Baselines, profile_name: str, epochs: int, work: Path, quiet: bool, say,
                   seed: int = SEED) -> Table:
     from edgekit.profiles import load_profile
@@ -318,9 +326,11 @@ def profile_table(base: Baselines, profile_name: str, epochs: int, work: Path, q
                ("tfmot QAT int8 (d)", qat_model, for_runtime(qat_int8, profile.runtime), qat_note)]
     best_epoch = None
     if fitted is not None:
-        scratch, best_epoch, scratch_int8 = scratch_for(base, fitted, epochs, say, seed)
+        scratch_epochs = kept_epochs(result, epochs)
+        scratch, best_epoch, scratch_int8 = scratch_for(base, fitted, scratch_epochs, say, seed)
         entries += [("scratch student (c)", scratch, for_runtime(scratch_int8, profile.runtime),
-                     f"best validation epoch {best_epoch} of {epochs} (all {epochs} run)"),
+                     (f"best validation epoch {best_epoch} of {scratch_epochs} (all {scratch_epochs} run, as many "
+                      "as fit's kept distillation)")),
                     ("edgekit fit", fitted, fit_bytes, f"{_fit_note(result)}; distillation {fit_epochs(result)}")]
     measure = Measurer(base.split, profile, limits)
     rows = [measure.row(*entry) for entry in entries]
@@ -361,7 +371,7 @@ def sweep_row(base: Baselines, profile_name: str, epochs: int, work: Path, quiet
     if fitted is None:
         say(f"{base.name}/{profile_name} at {epochs} epochs: {failure}")
         return SweepRow(base.name, profile_name, epochs, base.teacher_float, None, None, failure, None, None)
-    _, best_epoch, scratch_int8 = scratch_for(base, fitted, epochs, say)
+    _, best_epoch, scratch_int8 = scratch_for(base, fitted, kept_epochs(result, epochs), say)
     say(f"{base.name}/{profile_name}: {epochs}-epoch sensitivity row done")
     return SweepRow(base.name, profile_name, epochs, base.teacher_float,
                     accuracy_of(predict(fit_bytes, x_test), y_test), result.fits, fit_epochs(result),
