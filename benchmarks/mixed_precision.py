@@ -63,7 +63,7 @@ def main() -> None:
             print(f"| {model.name} | {name} ({runtime}) | {errors[0]:.1%} | {errors[1]:.1%} | {errors[2]:.2%} | "
                   f"{choice} | {len(int8)} / {plan.size_bytes} / {len(float32)} | "
                   f"{plan.int8_latency_ms * 1e3:.2f} / {plan.latency_ms * 1e3:.2f} / {float_ms * 1e3:.2f} |")
-            for note in plan.notes[:-1]:  # the last note is the cost-model caveat above
+            for note in plan.notes:
                 print(f"  note ({model.name}, {name}): {note}")
 
 
