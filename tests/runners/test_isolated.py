@@ -95,3 +95,30 @@ def test_several_inputs_and_outputs_convert_and_run_by_name_on_litert_and_tflm()
         litert.predict_named(int8, {"image": x["image"]})
     with pytest.raises(Exception, match="use edgekit.runners.litert.predict_named"):
         litert.predict(int8, x["image"])
+
+
+def test_payloads_arrive_whole_from_short_pipe_reads():
+    import io
+
+    from edgekit.runners.isolated import _read_payload
+
+    class ShortReads(io.RawIOBase):  # a pipe hands over at most a few bytes per read
+        def __init__(self, data: bytes) -> None:
+            self.data, self.at = data, 0
+
+        def readinto(self, buffer) -> int:
+            count = min(len(buffer), 7, len(self.data) - self.at)
+            buffer[:count] = self.data[self.at:self.at + count]
+            self.at += count
+            return count
+
+    data = bytes(range(256)) * 40
+    assert bytes(_read_payload(ShortReads(data), len(data))) == data
+    assert _read_payload(ShortReads(data[:100]), 101) is None  # the parent went away mid-message
+
+
+def test_a_large_argument_reaches_the_worker_unchanged():
+    import zlib
+
+    blob = np.random.default_rng(0).integers(0, 256, 48 << 20, dtype=np.uint8).tobytes()  # 48 MiB, like a model
+    assert call_isolated(zlib.crc32, blob, what="m", stage="s") == zlib.crc32(blob)
