@@ -101,6 +101,9 @@ def shrink_teacher(teacher, width_multiplier: float, *, inherit_weights: bool = 
             for key in ("filters", "units"):
                 if config.get(key):
                     config[key] = max(1, round(config[key] * width_multiplier))
+            target = config.get("target_shape") if type(layer).__name__ == "Reshape" else None
+            if target and -1 not in target:  # e.g. squeeze-excite's (1, 1, C): the channels follow the input
+                config["target_shape"] = (*target[:-1], -1)
         return layer.__class__.from_config(config)
 
     try:

@@ -212,3 +212,17 @@ def test_load_student_round_trip(tmp_path):
     with pytest.raises(BadInputError):
         load_student(str(tmp_path / "missing.h5"))
     assert students.FAMILIES == ("mlp", "dscnn", "mobilenet_like")
+
+
+def test_shrink_teacher_scales_a_squeeze_excite_reshape_with_its_channels():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(16, 3, padding="same", activation="relu", name="conv")(inputs)
+    se = L.Reshape((1, 1, 16), name="se_reshape")(L.GlobalAveragePooling2D()(x))  # the channel count, written out
+    se = L.Conv2D(16, 1, activation="sigmoid", name="se_expand")(L.Conv2D(4, 1, activation="relu")(se))
+    x = L.Multiply()([x, se])
+    teacher = keras.Model(inputs, L.Dense(3, name="head")(L.GlobalAveragePooling2D()(x)))
+    student = shrink_teacher(teacher, 0.5)
+    assert student.get_layer("se_reshape").output_shape == (None, 1, 1, 8)
+    c = 8  # conv 16 -> 8, squeeze 4 -> 2, expand 16 -> 8, head kept
+    assert student.count_params() == (27 * c + c) + (c * 2 + 2) + (2 * c + c) + (c * 3 + 3)
+    assert student(np.zeros((2, 8, 8, 3), np.float32)).shape == (2, 3)
