@@ -103,14 +103,17 @@ def plan_arena(graph: Dataflow, geometry: GeometryOf | None = None, reorder: boo
     """Best of the stored order and the live-peak-minimising one, each with offsets (and overlaps when
     `geometry` describes the ops; None: no overlaps)."""
     identity = tuple(range(len(graph.ops)))
-    tflm = plan_greedy(lifetimes(graph, identity)).peak_bytes
+    stored = lifetimes(graph, identity)
+    stored_greedy = plan_greedy(stored)
+    tflm = stored_greedy.peak_bytes
     schedule = best_order(graph) if reorder else None
     orders = [identity] if schedule is None or schedule.order == identity else [identity, schedule.order]
     scored = []
     for order in orders:  # the identity first: it wins ties, so an unchanged order stays unchanged
-        buffers = lifetimes(graph, order)
-        greedy = plan_greedy(buffers).peak_bytes
-        plain = plan_offline(buffers) if offline else None
+        buffers = stored if order == identity else lifetimes(graph, order)
+        greedy_plan = stored_greedy if order == identity else plan_greedy(buffers)
+        greedy = greedy_plan.peak_bytes
+        plain = plan_offline(buffers, greedy=greedy_plan) if offline else None
         chosen, overlaps = plain, ()
         if offline and geometry is not None:
             overlaps = useful_overlaps(buffers, candidate_overlaps(graph, order, buffers, geometry), plain.peak_bytes)

@@ -63,36 +63,72 @@ def plan_greedy(buffers: list[Buffer], alignment: int = TFLM_ALIGNMENT) -> Memor
     return MemoryPlan(tuple(buffers), offsets, peak)
 
 
-def _overlap(a: Buffer, b: Buffer) -> bool:
-    return a.first_op <= b.last_op and b.first_op <= a.last_op
+def _conflicts(spans: list[tuple[int, int]]) -> list[list[int]]:
+    """For each (first_op, last_op) span, the indices of the others alive at some common op.
+
+    A sweep in first-op order: a buffer only meets those starting before it dies, so this costs the number
+    of pairs alive together (a few per buffer in a CNN), not every pair."""
+    by_first = sorted(range(len(spans)), key=lambda i: spans[i][0])
+    out: list[list[int]] = [[] for _ in spans]
+    for k, i in enumerate(by_first):
+        first, last = spans[i]
+        for k_next in range(k + 1, len(by_first)):
+            j = by_first[k_next]
+            if spans[j][0] > last:
+                break
+            if spans[j][1] >= first:
+                out[i].append(j)
+                out[j].append(i)
+    return out
+
+
+def _lowest_free(size: int, alive: list[tuple[int, int]]) -> int:
+    """The lowest offset where `size` bytes fit beside the (offset, end) blocks of the placed buffers alive
+    with it, walking them in offset order as TFLM's greedy planner does."""
+    offset = 0
+    for off, end in sorted(alive):
+        if offset + size <= off:
+            break
+        offset = max(offset, end)
+    return offset
 
 
 def _first_fit(order: list[Buffer], alignment: int) -> tuple[dict[str, int], int]:
     """Place buffers in the given order, each at the lowest offset free over its whole lifetime."""
-    placed: list[tuple[int, int, Buffer]] = []  # (offset, aligned size, buffer)
+    sizes = [_aligned(b.size_bytes, alignment) for b in order]
+    return _place(order, range(len(order)), sizes, _conflicts([(b.first_op, b.last_op) for b in order]))
+
+
+def _place(buffers: list[Buffer], order, sizes: list[int], conflicts: list[list[int]]) -> tuple[dict[str, int], int]:
+    """First fit of buffers[i] for i in `order`, given their aligned sizes and `_conflicts`."""
+    placed: list[tuple[int, int] | None] = [None] * len(buffers)  # (offset, end) once placed
     offsets: dict[str, int] = {}
-    for buf in order:
-        size = _aligned(buf.size_bytes, alignment)
-        offset = _lowest_free(buf, size, placed)
-        placed.append((offset, size, buf))
-        offsets[buf.name] = offset
-    return offsets, max((off + sz for off, sz, _ in placed), default=0)
-
-
-def _lowest_free(buf: Buffer, size: int, placed) -> int:
-    offset = 0
-    for off, sz in sorted((off, sz) for off, sz, other in placed if _overlap(buf, other)):
-        if offset + size <= off:
-            break
-        offset = max(offset, off + sz)
-    return offset
+    peak = 0
+    for i in order:
+        offset = _lowest_free(sizes[i], [placed[j] for j in conflicts[i] if placed[j] is not None])
+        placed[i] = (offset, offset + sizes[i])
+        offsets[buffers[i].name] = offset
+        peak = max(peak, offset + sizes[i])
+    return offsets, peak
 
 
 def live_lower_bound(buffers: list[Buffer], alignment: int = TFLM_ALIGNMENT) -> int:
-    """The most bytes alive at one op: no placement of these buffers can peak lower."""
-    steps = {b.first_op for b in buffers}
-    return max((sum(_aligned(b.size_bytes, alignment) for b in buffers if b.first_op <= step <= b.last_op)
-                for step in steps), default=0)
+    """The most bytes alive at one op: no placement of these buffers can peak lower.
+
+    A sweep over the ops where a buffer starts (the bytes alive only grow there): started minus ended sizes."""
+    spans = [(b.first_op, b.last_op, _aligned(b.size_bytes, alignment)) for b in buffers if b.first_op <= b.last_op]
+    starts = sorted((first, size) for first, _, size in spans)
+    ends = sorted((last, size) for _, last, size in spans)
+    best = alive = ended = 0
+    for k, (step, size) in enumerate(starts):
+        alive += size
+        if k + 1 < len(starts) and starts[k + 1][0] == step:
+            continue  # count every buffer starting at this op first
+        while ended < len(ends) and ends[ended][0] < step:
+            alive -= ends[ended][1]
+            ended += 1
+        best = max(best, alive)
+    return best
 
 
 # Orders tried before the exact search: TFLM's (largest first) and a few that suit chains and branches.
@@ -107,57 +143,68 @@ SEARCH_NODE_BUDGET = 20_000
 
 
 def plan_offline(buffers: list[Buffer], alignment: int = TFLM_ALIGNMENT,
-                 node_budget: int = SEARCH_NODE_BUDGET) -> MemoryPlan:
+                 node_budget: int = SEARCH_NODE_BUDGET, greedy: MemoryPlan | None = None) -> MemoryPlan:
     """Offsets at least as good as TFLM's greedy plan: heuristics, then an exact branch and bound.
 
     Every optimal placement is the first-fit placement of some buffer order (place the buffers of an
     optimal plan in increasing offset order: none can land higher), so a search over orders with
     first-fit is exact. It stops at `node_budget` nodes; `proven_optimal` says whether the result
-    reaches the live-bytes lower bound or the search finished.
+    reaches the live-bytes lower bound or the search finished. greedy: `plan_greedy(buffers, alignment)`
+    when the caller has it (it is the first order tried).
 
         >>> plan_offline([Buffer("a", 32, 0, 1), Buffer("b", 16, 1, 2), Buffer("c", 48, 2, 3)]).peak_bytes
         64
     """
     buffers = list(buffers)
     bound = live_lower_bound(buffers, alignment)
-    best_offsets, best_peak = _first_fit(sorted(buffers, key=_HEURISTIC_ORDERS[0]), alignment)
+    sizes = [_aligned(b.size_bytes, alignment) for b in buffers]
+    conflicts = _conflicts([(b.first_op, b.last_op) for b in buffers])
+
+    def first_fit(key) -> tuple[dict[str, int], int]:
+        return _place(buffers, sorted(range(len(buffers)), key=lambda i: key(buffers[i])), sizes, conflicts)
+
+    best_offsets, best_peak = (dict(greedy.offsets), greedy.peak_bytes) if greedy is not None else first_fit(
+        _HEURISTIC_ORDERS[0])
     for key in _HEURISTIC_ORDERS[1:]:
         if best_peak <= bound:
             break
-        offsets, peak = _first_fit(sorted(buffers, key=key), alignment)
+        offsets, peak = first_fit(key)
         if peak < best_peak:
             best_offsets, best_peak = offsets, peak
     finished = best_peak <= bound
     if not finished:
-        found, finished = _branch_and_bound(buffers, alignment, best_peak, bound, node_budget)
+        found, finished = _branch_and_bound(buffers, sizes, conflicts, best_peak, bound, node_budget)
         if found is not None:
             best_offsets, best_peak = found
     return MemoryPlan(tuple(buffers), best_offsets, best_peak, proven_optimal=finished or best_peak <= bound)
 
 
-def _branch_and_bound(buffers: list[Buffer], alignment: int, incumbent: int, bound: int, budget: int):
+def _branch_and_bound(buffers: list[Buffer], sizes: list[int], conflicts: list[list[int]], incumbent: int, bound: int,
+                      budget: int):
     """((offsets, peak) better than incumbent or None, whether the search space was exhausted)."""
-    sizes = [_aligned(b.size_bytes, alignment) for b in buffers]
     order = sorted(range(len(buffers)), key=lambda i: (-sizes[i], buffers[i].first_op))
     best: list = [None, incumbent]
     nodes = [0]
-    placed: list[tuple[int, int, Buffer]] = []
+    placed: list[tuple[int, int] | None] = [None] * len(buffers)  # (offset, end) of the buffers on the path
+    path: list[int] = []
 
     def visit(remaining: list[int], top: int) -> bool:  # False: budget exhausted
         if not remaining:
-            best[0], best[1] = {p[2].name: p[0] for p in placed}, top
+            best[0], best[1] = {buffers[i].name: placed[i][0] for i in path}, top
             return True
         for i in remaining:
             nodes[0] += 1
             if nodes[0] > budget:
                 return False
-            offset = _lowest_free(buffers[i], sizes[i], placed)
+            offset = _lowest_free(sizes[i], [placed[j] for j in conflicts[i] if placed[j] is not None])
             new_top = max(top, offset + sizes[i])
             if new_top >= best[1]:
                 continue
-            placed.append((offset, sizes[i], buffers[i]))
+            placed[i] = (offset, offset + sizes[i])
+            path.append(i)
             complete = visit([j for j in remaining if j != i], new_top)
-            placed.pop()
+            path.pop()
+            placed[i] = None
             if not complete:
                 return False
             if best[1] <= bound:

@@ -226,7 +226,8 @@ def optimise_for_mcu(model_bytes: bytes, check_data=None, overlap: bool = False,
         elif name == "operator order":
             reorder = False
     if patches:
-        step, patched = _mcu_patches_step(model_bytes, check_data, overlap, arena, predicted, len(current))
+        step, patched = _mcu_patches_step(model_bytes, check_data, overlap, arena, predicted, len(current),
+                                          reference)
         steps.append(step)
         if step.applied:
             current, arena = patched, step.arena_after_bytes
@@ -237,14 +238,14 @@ PATCHES_STEP = "patch-based execution"
 
 
 def _mcu_patches_step(model_bytes: bytes, check_data, overlap: bool, arena: int, head: int | None,
-                      flash: int) -> tuple[MemoryStep, bytes]:
+                      flash: int, reference=None) -> tuple[MemoryStep, bytes]:
     """Patch-based execution planned like the steps before it, and its model (shared vectors); applied
     when TFLM runs it bit-identically in a smaller arena than the steps before reached."""
     from edgekit.export.patch_search import best_patching
     from edgekit.export.strip import share_vectors
 
     found = best_patching(model_bytes, check_data, overlap=overlap, baseline_arena_bytes=arena,
-                          baseline_head_bytes=head)
+                          baseline_head_bytes=head, reference=reference)
     if found.arena_bytes is None:
         return MemoryStep(PATCHES_STEP, False, arena, flash, None, None, found.outputs_identical, found.why), b""
     patched = share_vectors(found.tflite_bytes)

@@ -146,12 +146,14 @@ def _live_bytes_after(model) -> list[int]:
 def best_patching(tflite_bytes: bytes, check_data=None, grids=DEFAULT_GRIDS,
                   max_extra_macs: float = MAX_EXTRA_MACS, overlap: bool = True,
                   measured: int = MEASURED_CANDIDATES, baseline_arena_bytes: int | None = None,
-                  baseline_head_bytes: int | None = None) -> PatchSearch:
+                  baseline_head_bytes: int | None = None, reference=None) -> PatchSearch:
     """The patching with the smallest measured TFLM arena, kept only if smaller than the unpatched model's
     (both with edgekit's offline plan; overlap: also with outputs overlapping dying inputs and the input
     peeled in place, see patch_model) and bit-identical. baseline_arena_bytes: the unpatched arena when
     already measured. baseline_head_bytes: the unpatched model's planned activation bytes; when given,
     nothing runs in TFLM unless a candidate's planned head plus predicted tail growth is below it.
+    reference: the unpatched model's TFLM outputs on check_inputs(tflite_bytes, check_data), when the caller
+    has them already (each TFLM run of a large model takes seconds).
     """
     from edgekit.export.offline_plan import check_inputs, plan_memory, same_outputs, tflm_outputs
     from edgekit.export.patches import patch_model
@@ -171,7 +173,7 @@ def best_patching(tflite_bytes: bytes, check_data=None, grids=DEFAULT_GRIDS,
     if not candidates:
         return PatchSearch(b"", False, 0, (1, 1), macs, 0, baseline, None, None, unmeasured, why)
     x = check_inputs(tflite_bytes, check_data)
-    reference = tflm_outputs(tflite_bytes, x)
+    reference = tflm_outputs(tflite_bytes, x) if reference is None else reference
     best, tried = None, []
     for candidate in candidates[:measured]:
         model = plan_memory(patch_model(tflite_bytes, candidate.split_op, candidate.grid, peel=overlap).tflite_bytes,

@@ -94,7 +94,18 @@ def _kind(node: Node) -> str:
 
 
 def lower(graph: Graph) -> RuntimeGraph:
-    """Predict the ops and activation tensors of the converted TFLite model."""
+    """Predict the ops and activation tensors of the converted TFLite model.
+
+    Computed once per graph and kept on it (a Graph is immutable): one cost evaluation asks for it from
+    the size, arena and latency estimates alike. The result is shared: do not modify it."""
+    cached = graph.__dict__.get("_lowered_cache")
+    if cached is None:
+        cached = _lower(graph)
+        object.__setattr__(graph, "_lowered_cache", cached)
+    return cached
+
+
+def _lower(graph: Graph) -> RuntimeGraph:
     alias: dict[str, str] = {}
     elements: dict[str, int] = {t: graph.tensors[t].elements for t in graph.inputs}
     ops: list[RuntimeOp] = []
@@ -238,7 +249,17 @@ def _pad_fuses(graph: Graph, pad: Node) -> Node | None:
 
 
 def fold_same_padding(graph: Graph) -> Graph:
-    """The graph as the converter leaves it: ZeroPadding2D equal to SAME padding folded into the conv."""
+    """The graph as the converter leaves it: ZeroPadding2D equal to SAME padding folded into the conv.
+
+    Computed once per graph and kept on it, so `lower` of the folded graph is computed once too."""
+    cached = graph.__dict__.get("_folded_cache")
+    if cached is None:
+        cached = _fold_same_padding(graph)
+        object.__setattr__(graph, "_folded_cache", cached)
+    return cached
+
+
+def _fold_same_padding(graph: Graph) -> Graph:
     folds = {pad.name: conv for pad in graph.nodes if (conv := _pad_fuses(graph, pad)) is not None}
     if not folds:
         return graph
