@@ -174,6 +174,7 @@ def _predict_here(model_bytes: bytes, arrays: list[np.ndarray], arena_size: int 
         for i, (x, detail) in enumerate(zip(arrays, in_details)):
             chunk = pad_batch(x[start:start + batch], batch)
             interpreter.set_input(to_input_tensor(chunk, detail["dtype"], _quantization(detail)), i)
+        interpreter.reset()  # variable tensors (a fused LSTM's state) back to zero: each sample starts fresh
         interpreter.invoke()
         for i, detail in enumerate(out_details):
             outputs[i].append(from_output_tensor(interpreter.get_output(i), _quantization(detail)))
@@ -235,12 +236,17 @@ class _ProbeWorker:
         return exit_code
 
 
-def measure_arena(model_bytes: bytes, max_arena_bytes: int = MAX_ARENA_BYTES) -> ArenaMeasurement:
+def measure_arena(model_bytes: bytes, max_arena_bytes: int = MAX_ARENA_BYTES, exact: bool = False) -> ArenaMeasurement:
     """The smallest TFLM tensor arena that allocates and invokes the model, and TFLM's own recording.
 
     Probes run in a child process (a too-small arena can segfault TFLM). An op TFLM lacks raises
     UnsupportedModelError naming it. Assumes success is monotone in the arena size (larger never
     fails where smaller worked), which holds for TFLM's single-arena allocator.
+
+    Each probe builds an interpreter and invokes the model once (seconds on a large model), so by default
+    the recording allocator's total, a lower bound, is verified by one probe and searched upwards from only
+    when it falls short: two probes when activations dominate. exact=True bisects from zero instead (about
+    20 probes, a few of them crashing the child on a tiny arena): the reference the default is tested against.
     """
     _io_counts(model_bytes)  # refuse non-TFLite bytes here, not in the child
     check_kernel_limits(model_bytes)
@@ -250,12 +256,12 @@ def measure_arena(model_bytes: bytes, max_arena_bytes: int = MAX_ARENA_BYTES) ->
             f.write(model_bytes)
         worker = _ProbeWorker(model_path)
         try:
-            return _bisect(worker, model_bytes, max_arena_bytes)
+            return _bisect(worker, model_bytes, max_arena_bytes, exact)
         finally:
             worker.close()
 
 
-def _bisect(worker: _ProbeWorker, model_bytes: bytes, max_arena_bytes: int) -> ArenaMeasurement:
+def _bisect(worker: _ProbeWorker, model_bytes: bytes, max_arena_bytes: int, exact: bool = False) -> ArenaMeasurement:
     high = min(FIRST_PROBE_ARENA_BYTES, max_arena_bytes)
     probes = 1
     result = worker.probe(high)
@@ -279,6 +285,8 @@ def _bisect(worker: _ProbeWorker, model_bytes: bytes, max_arena_bytes: int) -> A
     recorded = parse_allocation_report(report)[0]
     low, step = recorded - 1, ARENA_ALIGNMENT_BYTES
     candidate = recorded
+    if exact:
+        low, candidate = 0, high
     while candidate < high:
         result = worker.probe(candidate)
         probes += 1
