@@ -98,11 +98,7 @@ def lower(graph: Graph) -> RuntimeGraph:
 
     Computed once per graph and kept on it (a Graph is immutable): one cost evaluation asks for it from
     the size, arena and latency estimates alike. The result is shared: do not modify it."""
-    cached = graph.__dict__.get("_lowered_cache")
-    if cached is None:
-        cached = _lower(graph)
-        object.__setattr__(graph, "_lowered_cache", cached)
-    return cached
+    return _cached_on(graph, "_lowered_cache", _lower)
 
 
 def _lower(graph: Graph) -> RuntimeGraph:
@@ -252,10 +248,15 @@ def fold_same_padding(graph: Graph) -> Graph:
     """The graph as the converter leaves it: ZeroPadding2D equal to SAME padding folded into the conv.
 
     Computed once per graph and kept on it, so `lower` of the folded graph is computed once too."""
-    cached = graph.__dict__.get("_folded_cache")
+    return _cached_on(graph, "_folded_cache", _fold_same_padding)
+
+
+def _cached_on(graph: Graph, key: str, compute):
+    """compute(graph), kept on the (frozen) graph under key and reused."""
+    cached = graph.__dict__.get(key)
     if cached is None:
-        cached = _fold_same_padding(graph)
-        object.__setattr__(graph, "_folded_cache", cached)
+        cached = compute(graph)
+        object.__setattr__(graph, key, cached)
     return cached
 
 
