@@ -173,6 +173,9 @@ def estimate_params(config: dict) -> int:
     for layer in _layers(config):
         inner = layer.get("config") if isinstance(layer.get("config"), dict) else {}
         cls = str(layer.get("class_name", ""))
+        if layer.get(_BACKWARD):  # reads the wrapper's input, like the forward layer: counted at 1 input channel
+            total += _layer_params(cls, inner, 1)[0]
+            continue
         c_in = _input_channels(layer, inner, channels)
         params, c_out = _layer_params(cls, inner, c_in)
         total += params
@@ -180,6 +183,9 @@ def estimate_params(config: dict) -> int:
             channels[inner["name"]] = c_out
         channels["__previous__"] = c_out
     return total
+
+
+_BACKWARD = "__edgekit_backward_layer__"  # marks a Bidirectional's explicit backward_layer in _layers' output
 
 
 def _layers(config) -> list[dict]:
@@ -191,6 +197,8 @@ def _layers(config) -> list[dict]:
             if isinstance(inner, dict) and isinstance(inner.get("layers"), list):
                 stack.extend(reversed(inner["layers"]))
                 continue
+            if isinstance(inner, dict) and isinstance(inner.get("backward_layer"), dict):  # Bidirectional's own
+                stack.append({**inner["backward_layer"], _BACKWARD: True})
             if isinstance(inner, dict) and isinstance(inner.get("layer"), dict):  # wrappers (Bidirectional, ...)
                 stack.append(inner["layer"])
             if "class_name" in obj:

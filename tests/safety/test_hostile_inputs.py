@@ -174,3 +174,20 @@ def test_hostile_yaml_profiles_are_refused_before_building(tmp_path, text, match
     with pytest.raises(BadInputError, match=match) as err:
         load_profile(path)
     assert str(err.value).startswith(str(path)) or "board.yaml" in str(err.value)
+
+
+def test_a_bidirectional_backward_layer_counts_towards_the_limit():
+    from edgekit.model_io.config_limits import check_model_configs
+
+    def config(backward_units: int) -> dict:
+        wrapper = {"name": "bi", "layer": {"class_name": "LSTM", "config": {"name": "f", "units": 4}},
+                   "backward_layer": {"class_name": "LSTM", "config": {"name": "b", "units": backward_units,
+                                                                        "go_backwards": True}}}
+        return {"class_name": "Sequential", "config": {"name": "s", "layers": [
+            {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [None, 5, 3]}},
+            {"class_name": "Bidirectional", "config": wrapper}]}}
+
+    # forward: 4 gates x 4 units x (4 + 3 inputs + 1); backward at 1 input channel (a lower bound)
+    assert estimate_params(config(6)) == 4 * 4 * (4 + 3 + 1) + 4 * 6 * (6 + 1 + 1)
+    with pytest.raises(BadInputError, match="over the limit"):
+        check_model_configs("m.h5", [config(30_000)])  # 3.6e9 parameters in the backward layer alone
