@@ -17,9 +17,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edgekit.costmodel.memory import MemoryPlan, plan_greedy, plan_offline
+from edgekit.costmodel.memory import SEARCH_NODE_BUDGET, MemoryPlan, plan_greedy, plan_offline
 from edgekit.costmodel.overlap import Overlap, conv_shift_bytes, elementwise_shift_bytes, plan_with_overlaps
-from edgekit.costmodel.schedule import Dataflow, DataflowOp, best_order, lifetimes
+from edgekit.costmodel.schedule import STATE_BUDGET, Dataflow, DataflowOp, best_order, lifetimes
 
 RASTER_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D"})
 PAD_OPS = frozenset({"PAD", "PADV2"})  # raster order too, when the exporter knows the top padding
@@ -99,21 +99,23 @@ GeometryOf = Callable[[int, int], "OpGeometry | None"]  # (op index, input tenso
 
 
 def plan_arena(graph: Dataflow, geometry: GeometryOf | None = None, reorder: bool = True,
-               offline: bool = True) -> ArenaPlan:
+               offline: bool = True, search_nodes: int = SEARCH_NODE_BUDGET,
+               order_states: int = STATE_BUDGET) -> ArenaPlan:
     """Best of the stored order and the live-peak-minimising one, each with offsets (and overlaps when
-    `geometry` describes the ops; None: no overlaps)."""
+    `geometry` describes the ops; None: no overlaps). search_nodes: the offline plan's branch-and-bound budget
+    (0: first fit over its heuristic orders only); order_states: the operator-order search's (exact below it)."""
     identity = tuple(range(len(graph.ops)))
     stored = lifetimes(graph, identity)
     stored_greedy = plan_greedy(stored)
     tflm = stored_greedy.peak_bytes
-    schedule = best_order(graph) if reorder else None
+    schedule = best_order(graph, state_budget=order_states) if reorder else None
     orders = [identity] if schedule is None or schedule.order == identity else [identity, schedule.order]
     scored = []
     for order in orders:  # the identity first: it wins ties, so an unchanged order stays unchanged
         buffers = stored if order == identity else lifetimes(graph, order)
         greedy_plan = stored_greedy if order == identity else plan_greedy(buffers)
         greedy = greedy_plan.peak_bytes
-        plain = plan_offline(buffers, greedy=greedy_plan) if offline else None
+        plain = plan_offline(buffers, greedy=greedy_plan, node_budget=search_nodes) if offline else None
         chosen, overlaps = plain, ()
         if offline and geometry is not None:
             overlaps = useful_overlaps(buffers, candidate_overlaps(graph, order, buffers, geometry), plain.peak_bytes)
@@ -170,7 +172,8 @@ def useful_overlaps(buffers, candidates: list[Overlap], peak: int) -> tuple[Over
 # ----------------------------------------------------------------------------- from the Keras graph
 
 
-def predict_planned_arena(graph, reorder: bool = True, offline: bool = True, overlap: bool = True) -> ArenaPlan:
+def predict_planned_arena(graph, reorder: bool = True, offline: bool = True, overlap: bool = True,
+                          search_nodes: int = SEARCH_NODE_BUDGET, order_states: int = STATE_BUDGET) -> ArenaPlan:
     """The plan for the int8 model (int8 input and output) the converter will make of an IR graph."""
     from edgekit.ir.lowering import fold_same_padding, lower
 
@@ -186,7 +189,7 @@ def predict_planned_arena(graph, reorder: bool = True, offline: bool = True, ove
     def geometry(op_index: int, source: int) -> OpGeometry | None:
         return _ir_geometry(graph, runtime.ops[op_index], names[source])
 
-    return plan_arena(flow, geometry if overlap else None, reorder, offline)
+    return plan_arena(flow, geometry if overlap else None, reorder, offline, search_nodes, order_states)
 
 
 def _ir_geometry(graph, op, source: str) -> OpGeometry | None:
