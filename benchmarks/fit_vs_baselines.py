@@ -180,7 +180,9 @@ class Measurer:
                 self._arena[key] = f"TFLM: {' '.join(str(exc).split())[:120]}"
         return self._arena[key]
 
-    def row(self, name: str, model, tflite: bytes, note: str = "") -> Row:
+    def row(self, name: str, model, tflite: bytes, note: str = "", architecture=None) -> Row:
+        """architecture: the plain Keras model to predict device costs from, when `model` is tfmot-wrapped (the IR
+        does not see through QuantizeWrapper layers: the QAT row's latency was under-counted 40x on stm32l4r5)."""
         from edgekit.costmodel.analysis import analyze_graph
         from edgekit.costmodel.predict import predicted_costs
         from edgekit.ir.from_keras import from_keras
@@ -189,7 +191,7 @@ class Measurer:
         x_test, y_test = np.asarray(self.split.x_test), np.asarray(self.split.y_test)
         accuracy = accuracy_of(predict(tflite, x_test), y_test)
         float_accuracy = accuracy_of(model.predict(x_test, batch_size=256, verbose=0), y_test)
-        costs = predicted_costs(analyze_graph(from_keras(model)), self.profile, "int8")
+        costs = predicted_costs(analyze_graph(from_keras(architecture or model)), self.profile, "int8")
         arena = self.arena(tflite)
         notes = [note] if note else []
         if isinstance(arena, str):
@@ -323,7 +325,7 @@ def profile_table(base: Baselines, profile_name: str, epochs: int, work: Path, q
     entries = [("teacher int8 PTQ (a)", base.teacher, for_runtime(base.teacher_int8, profile.runtime), ""),
                (tfmot_name, sparse_model, for_runtime(sparse_int8, profile.runtime),
                 f"{100 * sparsity:.1f}% zeros in the pruned kernels, {TFMOT_EPOCHS} epochs of fine-tuning"),
-               ("tfmot QAT int8 (d)", qat_model, for_runtime(qat_int8, profile.runtime), qat_note)]
+               ("tfmot QAT int8 (d)", qat_model, for_runtime(qat_int8, profile.runtime), qat_note, base.teacher)]
     best_epoch = None
     if fitted is not None:
         scratch_epochs = kept_epochs(result, epochs)
@@ -342,7 +344,7 @@ def profile_table(base: Baselines, profile_name: str, epochs: int, work: Path, q
     if result is not None:
         notes += [f"fit: {n}" for n in result.notes if n.startswith(("post-training", "int8:", "quantis"))]
     notes.append("gzip -9 of the files: " + ", ".join(
-        f"{name.split(' (')[0]} {len(gzip.compress(tflite, 9)):,} B" for name, _, tflite, _ in entries))
+        f"{entry[0].split(' (')[0]} {len(gzip.compress(entry[2], 9)):,} B" for entry in entries))
     say(f"{base.name}/{profile_name}: table done")
     return Table(base.name, profile_name, profile.runtime, limits, base.teacher_float, len(base.teacher_int8), rows,
                  notes, epochs, fit_epochs(result), best_epoch, seed)
