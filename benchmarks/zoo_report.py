@@ -66,7 +66,8 @@ def render(out: Path, model_names: list[str] | None = None) -> None:
         lines += [NOTES.read_text().strip(), ""]
     lines += [(f"Host: {platform.machine()}, {os.cpu_count()} cores shared with other jobs, no GPU, no phone or "
               "MCU board (MCU = TensorFlow Lite Micro on the host). Times: wall seconds of the whole CLI process "
-              "under that shared load (load average 20-30 during the run), and the CPU seconds it used."),
+              "under the shared load of its run (each run's load is in the notes above), and the CPU seconds it "
+              "used; each row's date is the newest build of that model, its cells may come from earlier runs."),
               "", "## Summary (ok / refused / timeout / crash per command)", "",
               "| command | format | ok | refused | timeout | crash | skipped | not run |",
               "|---|---|---|---|---|---|---|---|"]
