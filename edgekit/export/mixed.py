@@ -46,6 +46,7 @@ from edgekit.export.aeq_recipes import (  # noqa: F401 - re-exported: the recipe
 )
 
 DEFAULT_MAX_RELATIVE_RMS = 0.05    # final-output RMS error / RMS of the float output (SNR 26 dB)
+CHOICE_CALIBRATION_SAMPLES = 300   # samples calibrating the per-layer choice (and fit's int8 model: both agree)
 EVALUATION_SAMPLES = 200
 MIN_GAIN_DB = 1.0                  # a raise that gains less output SNR than this is not kept
 
@@ -262,7 +263,8 @@ def _priced(costs: _Costs, chosen: Mapping[str, str]) -> dict:
 
 
 def mixed_for_device(model, x_train: np.ndarray, x_val: np.ndarray, profile=None, limits: Mapping | None = None,
-                     max_relative_rms: float = DEFAULT_MAX_RELATIVE_RMS, calibration_samples: int = 300,
+                     max_relative_rms: float = DEFAULT_MAX_RELATIVE_RMS,
+                     calibration_samples: int = CHOICE_CALIBRATION_SAMPLES,
                      integer_io: bool | None = None) -> MixedPlan:
     """`choose_mixed` as `edgekit fit` and `edgekit export --precision mixed` run it for a device.
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekit.errors import BadInputError, UnsupportedModelError
-from edgekit.export.mixed import DEFAULT_MAX_RELATIVE_RMS, LayerChoice
+from edgekit.export.mixed import CHOICE_CALIBRATION_SAMPLES, DEFAULT_MAX_RELATIVE_RMS, LayerChoice
 from edgekit.precisions import MIXED
 from edgekit.workflows.export_common import (
     CHECK_SAMPLES,
@@ -35,8 +35,6 @@ from edgekit.workflows.export_common import (
     several_io,
     split_data,
 )
-
-CALIBRATION_SAMPLES = 300   # as `edgekit fit` calibrates (edgekit.workflows.fit.pipeline)
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ def export_mixed(model_or_path, out, device: str | None = None, data=None, max_e
     train, val = split_data(data, model)
     limits = _limits(profile)
     plan = mixed_for_device(model, train.x, val.x, profile, limits, max_relative_rms=target_error,
-                            calibration_samples=CALIBRATION_SAMPLES, integer_io=int8_io)
+                            calibration_samples=CHOICE_CALIBRATION_SAMPLES, integer_io=int8_io)
     held_out = np.asarray(val.x, np.float32)[:CHECK_SAMPLES]
     int8_error, error = (_held_out_error(model, blob, held_out, runtime)
                          for blob in (plan.int8_tflite_bytes, plan.tflite_bytes))
@@ -147,7 +145,7 @@ def export_mixed(model_or_path, out, device: str | None = None, data=None, max_e
 
     return ExportResult(files=written, tflite_path=target, precision=MIXED, runtime=runtime,
                         size_bytes=len(tflite_bytes), gzip_bytes=gzip_bytes(tflite_bytes),
-                        calibrated_on=f"{min(len(train), CALIBRATION_SAMPLES)} --data samples", check=check,
+                        calibrated_on=f"{min(len(train), CHOICE_CALIBRATION_SAMPLES)} --data samples", check=check,
                         sparsity=None, mcu=mcu, qat=None, warnings=(), notes=tuple(mcu_notes), mixed=mixed)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from edgekit.errors import BadInputError, DoesNotFitError
+from edgekit.export.mixed import CHOICE_CALIBRATION_SAMPLES  # one count for fit's int8 and its per-layer mixed choice
 from edgekit.workflows.fit.attempts import (
     Attempt,
     Step,
@@ -44,7 +45,6 @@ from edgekit.workflows.fit.report import FitResult
 from edgekit.workflows.fit.workspace import Workspace, write_bytes, write_text
 
 REPORTS = ("report.json", "report.md", "report.html", "plan.json")
-CALIBRATION_SAMPLES = 300
 MAX_REPLANS = 3
 ROUND_FILES = ("model.tflite", "model.h5", "plan.json", "mcu", QUANTIZED_FILE, PRECISIONS_FILE)
 ROUND_STAGES = ("compress", "quantize", "export")
@@ -110,7 +110,7 @@ def _quantize(ctx: Context, student, plan) -> tuple[bytes, float, float, list[st
     layer_precisions: dict = {}  # set when per-layer mixed precision is kept
     metric = ctx.task.metric
     with progress.stage("quantize", f"converting to {precision} TFLite, calibrated on the training data") as note:
-        calibration = data.x_train[:CALIBRATION_SAMPLES]
+        calibration = data.x_train[:CHOICE_CALIBRATION_SAMPLES]
         float_acc = score_outputs(ctx, student.predict(data.x_val, verbose=0))
         # MCU firmware feeds int8 tensors: int8 input/output there (as `edgekit export` does), which also
         # keeps the float copies of input and output out of the TFLM arena
